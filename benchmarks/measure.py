@@ -1,0 +1,69 @@
+"""Shared pieces of the benchmarks: rounds per size, stores built off the clock, extra_info."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from storage import open_store
+
+# Rounds per store size: enough for a stable median, few enough that N=100,000 fits
+# the suite's time budget. Single-image operations take many cheap rounds.
+_ROUNDS = {10: 30, 100: 20, 1_000: 10, 10_000: 5, 100_000: 3}
+SINGLE_ROUNDS = 200
+
+
+def rounds_for(count: int) -> int:
+    return next((rounds for size, rounds in _ROUNDS.items() if count <= size), 3)
+
+
+def label(benchmark, operation: str, backend: str, count: int, dataset) -> None:
+    """Group backends side by side per operation and N; say what was measured."""
+    benchmark.group = f"{operation} N={count}"
+    benchmark.extra_info.update(
+        operation=operation, backend=backend, N=count, dataset=dataset.name,
+        image_shape=list(dataset.images.shape[1:]),
+    )
+
+
+def record_throughput(benchmark, images_per_round: int, image_bytes: int,
+                      bytes_on_disk: int, raw_bytes: int) -> None:
+    benchmark.extra_info.update(
+        bytes_on_disk=int(bytes_on_disk),
+        raw_pixel_bytes=int(raw_bytes),
+        disk_vs_raw=round(bytes_on_disk / raw_bytes, 4) if raw_bytes else None,
+    )
+    stats = getattr(benchmark, "stats", None)
+    if stats:  # None when benchmarks are disabled (the smoke run)
+        median = stats.stats.median
+        benchmark.extra_info.update(
+            images_per_s=round(images_per_round / median, 1),
+            MB_per_s=round(images_per_round * image_bytes / median / 1e6, 2),
+        )
+
+
+def build_store(path: Path, backend: str, images: np.ndarray, labels: np.ndarray) -> Path:
+    with open_store(path, backend, mode="w") as store:
+        store.write_many(images, labels)
+    return path
+
+
+class StoreCache:
+    """Stores built once per (backend, N) for the read benchmarks, which never modify them."""
+
+    def __init__(self, root: Path, dataset):
+        self.root, self.dataset, self._built = root, dataset, {}
+
+    def get(self, backend: str, count: int) -> Path:
+        key = (backend, count)
+        if key not in self._built:
+            images, labels = self.dataset.take(count)
+            self._built[key] = build_store(self.root / f"{backend}-{count}", backend,
+                                           images, labels)
+        return self._built[key]
+
+    def remove_all(self) -> None:
+        for path in self._built.values():
+            shutil.rmtree(path, ignore_errors=True)
+        self._built.clear()

@@ -1,0 +1,44 @@
+"""Reading: a whole store into one array, and one image at a time from a store of N."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from benchmarks.measure import SINGLE_ROUNDS, label, record_throughput, rounds_for
+from storage import open_store
+
+
+def test_read_many(benchmark, storage_backend, storage_n, dataset, read_stores):
+    """Open a store of N images and read them all into (N, H, W, C) images and labels."""
+    label(benchmark, "read_many", storage_backend, storage_n, dataset)
+    path = read_stores.get(storage_backend, storage_n)
+
+    def read_many():
+        with open_store(path, storage_backend) as store:
+            return store.read_many(range(storage_n))
+
+    images, labels = benchmark.pedantic(read_many, rounds=rounds_for(storage_n))
+    expected_images, expected_labels = dataset.take(storage_n)
+    assert images.shape == expected_images.shape and np.array_equal(labels, expected_labels)
+    record_throughput(benchmark, storage_n, images[0].nbytes,
+                      open_store(path).disk_usage(), images.nbytes)
+
+
+def test_read_single(benchmark, storage_backend, storage_n, dataset, read_stores):
+    """Read one image and its label from an open store of N (a different id each round)."""
+    label(benchmark, "read_single", storage_backend, storage_n, dataset)
+    path = read_stores.get(storage_backend, storage_n)
+    ids = _spread_ids(storage_n)
+
+    with open_store(path, storage_backend) as store:
+        image, _ = benchmark.pedantic(store.read_one, setup=lambda: ((next(ids),), {}),
+                                      rounds=SINGLE_ROUNDS)
+        size = store.disk_usage()
+    record_throughput(benchmark, 1, image.nbytes, size, dataset.images[0].nbytes * storage_n)
+
+
+def _spread_ids(count: int):
+    """Ids spread over the whole store, so reads do not all hit one cached block."""
+    rng = np.random.default_rng(count)
+    return itertools.cycle(rng.permutation(count).tolist())

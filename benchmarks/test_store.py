@@ -1,0 +1,44 @@
+"""Writing: a whole data set into a new store, and one image into a store of N."""
+from __future__ import annotations
+
+import itertools
+import shutil
+
+from benchmarks.measure import (SINGLE_ROUNDS, build_store, label, record_throughput,
+                                rounds_for)
+from storage import open_store
+
+
+def test_store_many(benchmark, storage_backend, storage_n, dataset, tmp_path):
+    """Create a store holding N images: open, write_many, close (fresh store each round)."""
+    label(benchmark, "store_many", storage_backend, storage_n, dataset)
+    images, labels = dataset.take(storage_n)
+    path = tmp_path / "store"
+
+    def fresh_path():
+        shutil.rmtree(path, ignore_errors=True)  # the previous round's store, off the clock
+        return (path,), {}
+
+    def store_many(path):
+        with open_store(path, storage_backend, mode="w") as store:
+            store.write_many(images, labels)
+
+    benchmark.pedantic(store_many, setup=fresh_path, rounds=rounds_for(storage_n))
+    record_throughput(benchmark, storage_n, images[0].nbytes,
+                      open_store(path).disk_usage(), images.nbytes)
+    shutil.rmtree(path)
+
+
+def test_store_single(benchmark, storage_backend, storage_n, dataset, tmp_path):
+    """Write one more image into an open store that holds N images (a new id each round)."""
+    label(benchmark, "store_single", storage_backend, storage_n, dataset)
+    images, labels = dataset.take(storage_n)
+    path = build_store(tmp_path / "store", storage_backend, images, labels)
+    next_id = itertools.count(storage_n)
+    image, image_label = images[0], int(labels[0])
+
+    with open_store(path, storage_backend, mode="a") as store:
+        benchmark.pedantic(store.write_one,
+                           setup=lambda: ((next(next_id), image, image_label), {}),
+                           rounds=SINGLE_ROUNDS)
+    record_throughput(benchmark, 1, image.nbytes, open_store(path).disk_usage(), images.nbytes)

@@ -1,0 +1,22 @@
+"""Store image datasets as PNG files, LMDB or HDF5 behind one interface.
+
+>>> with open_store("cifar.lmdb", "lmdb", mode="w") as store:
+...     store.write_many(images, labels)
+>>> with open_store("cifar.lmdb") as store:          # backend read from the store
+...     images, labels = store.read_many(range(1000))
+"""
+from storage.base import Backend, backend_of
+from storage.errors import *  # noqa: F403 - the hierarchy is part of the API
+from storage.errors import StoreError
+from storage.registry import BACKENDS, backend_class, our_backends, reference_backends
+
+
+def open_store(path, backend: str | None = None, mode: str = "r", **options) -> Backend:
+    """Open the store at ``path``; ``backend`` may be left out for an existing store."""
+    if backend is None:
+        backend = backend_of(path)
+    return backend_class(backend)(path, mode, **options)
+
+
+__all__ = ["Backend", "BACKENDS", "StoreError", "backend_of", "open_store",
+           "our_backends", "reference_backends"]

@@ -1,0 +1,362 @@
+"""The one interface every backend implements, and the checks they all share.
+
+A backend implements a handful of protected methods on validated input; this
+class does the rest: modes, the ``store.json`` marker that says which backend
+wrote a store, argument checks, fork and pickle support, ``du``-style sizes.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from storage import validation
+from storage.errors import (
+    DuplicateKeyError,
+    KeyNotFoundError,
+    NotAStoreError,
+    ReadOnlyError,
+    ShapeMismatchError,
+    StoreClosedError,
+    StoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+    WrongBackendError,
+)
+from storage.files import disk_usage, translate_os_error, write_json_atomically
+
+MARKER = "store.json"
+FORMAT = "image-store"
+MODES = ("r", "a", "w")
+
+
+class Backend(abc.ABC):
+    """A store of same-shaped uint8 images with int64 labels, keyed by int ids.
+
+    ``mode``: ``"r"`` read an existing store; ``"a"`` read and append, creating
+    the store if the path is missing or empty; ``"w"`` create a new store, never
+    over an existing one. ``durable``: fsync at the end of each ``write_many``
+    and at ``close`` (never once per image), so data survives power loss.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, path, mode: str = "r", *, durable: bool = True):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self.durable = durable
+        self._closed = True
+        self._pid = os.getpid()
+        self._image_shape: tuple[int, int, int] | None = None
+        created = self._prepare_directory()
+        self._closed = False
+        try:
+            self._open(create=created)
+        except BaseException:
+            self._closed = True
+            raise
+
+    # ---- what a backend implements -------------------------------------------------
+    @abc.abstractmethod
+    def _open(self, create: bool) -> None:
+        """Open (and with ``create``, initialise) the backend's files under ``self.path``."""
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...
+
+    @abc.abstractmethod
+    def _write_many(self, ids: np.ndarray, images: np.ndarray, labels: np.ndarray,
+                    overwrite: bool) -> None:
+        """Store a validated batch as one commit; raise DuplicateKeyError before writing."""
+
+    @abc.abstractmethod
+    def _read_many(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels for validated ids, in the order asked."""
+
+    @abc.abstractmethod
+    def _ids(self) -> np.ndarray:
+        """Every id held, sorted ascending, as int64."""
+
+    # Defaults, correct and simple; backends override them to be fast.
+    def _read_one(self, key: int) -> tuple[np.ndarray, int]:
+        images, labels = self._read_many(np.array([key], dtype=np.int64))
+        return images[0], int(labels[0])
+
+    def _write_one(self, key: int, image: np.ndarray, label: int, overwrite: bool) -> None:
+        self._write_many(np.array([key], dtype=np.int64), image[None],
+                         np.array([label], dtype=np.int64), overwrite)
+
+    def _count(self) -> int:
+        return len(self._ids())
+
+    def _sync(self) -> None:
+        """Make committed data durable against power loss."""
+
+    def _after_fork(self) -> None:
+        """Drop handles inherited from the parent process and open fresh ones."""
+        self._open(create=False)
+
+    # ---- the public interface --------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(H, W, C) of every image in the store; None while it is empty."""
+        self._check_usable()
+        if self._image_shape is None:
+            self._image_shape = self._read_marker_shape()
+        return self._image_shape
+
+    def write_many(self, images, labels, ids=None, *, overwrite: bool = False) -> np.ndarray:
+        """Store images (N, H, W, C) uint8 with their labels as one commit; return their ids.
+
+        Without ``ids`` the images get the ids after the largest one held (0, 1, ... in
+        a new store).
+        """
+        self._check_writable()
+        images = validation.check_images(images, batch=True)
+        labels = validation.check_labels(labels, len(images))
+        if ids is None:
+            ids = np.arange(len(images), dtype=np.int64) + self._next_id()
+        else:
+            ids = validation.check_ids(ids, len(images))
+        if len(np.unique(ids)) != len(ids):
+            raise DuplicateKeyError("ids repeat within the batch; give each image its own id")
+        if len(images) == 0:
+            return ids
+        self._accept_shape(images.shape[1:])
+        self._guarded_write(self._write_many, ids, images, labels, overwrite)
+        if self.durable:
+            self._sync()
+        return ids
+
+    def write_one(self, key: int, image, label: int, *, overwrite: bool = False) -> None:
+        """Store one image (H, W, C) uint8 under ``key``."""
+        self._check_writable()
+        key = validation.check_id(key)
+        image = validation.check_images(image, batch=False)
+        label = validation.check_label(label)
+        self._accept_shape(image.shape)
+        self._guarded_write(self._write_one, key, image, label, overwrite)
+
+    def read_one(self, key: int) -> tuple[np.ndarray, int]:
+        """The image (H, W, C) and label stored under ``key``."""
+        self._check_usable()
+        return self._read_one(validation.check_id(key))
+
+    def read_many(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Images (N, H, W, C) and labels (N,) for ``ids``: a range, list or array."""
+        self._check_usable()
+        ids = validation.check_ids(ids)
+        if len(ids) == 0:
+            return np.zeros((0, *(self.image_shape or (0, 0, 0))), np.uint8), np.zeros(0, np.int64)
+        return self._read_many(ids)
+
+    def ids(self) -> np.ndarray:
+        """Every id held, sorted ascending."""
+        self._check_usable()
+        return self._ids().copy()
+
+    def __len__(self) -> int:
+        self._check_usable()
+        return self._count()
+
+    def __contains__(self, key) -> bool:
+        self._check_usable()
+        try:
+            key = validation.check_id(key)
+        except StoreError:
+            return False
+        ids = self._ids()
+        position = np.searchsorted(ids, key)
+        return bool(position < len(ids) and ids[position] == key)
+
+    def disk_usage(self) -> int:
+        """Bytes the store occupies on disk, counted in allocated blocks as ``du`` does."""
+        return disk_usage(self.path)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self.mode != "r" and self.durable and self._pid == os.getpid():
+                self._sync()
+        finally:
+            self._closed = True
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"mode={self.mode!r}"
+        return f"<{type(self).__name__} '{self.path}' {state}>"
+
+    # Pickling sends the path, not handles: the receiving process opens its own.
+    def __getstate__(self):
+        return {"path": str(self.path), "mode": "r" if self.mode == "r" else "a",
+                "durable": self.durable}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["path"], state["mode"], durable=state["durable"])
+
+    # ---- shared machinery ------------------------------------------------------------
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"the store at '{self.path}' is closed; open it again")
+        if self._pid != os.getpid():
+            # Handles inherited across fork() are not safe to share: open our own, and
+            # read only, since two processes writing through one store object corrupt it.
+            self._pid = os.getpid()
+            self._forked = True
+            self.mode = "r"
+            self._after_fork()
+
+    def _check_writable(self) -> None:
+        self._check_usable()
+        if getattr(self, "_forked", False):
+            raise ReadOnlyError(
+                f"this store object for '{self.path}' was inherited across fork(), which "
+                "makes it read-only; open the store again in this process to write")
+        if self.mode == "r":
+            raise ReadOnlyError(
+                f"the store at '{self.path}' is open for reading; open it with mode='a' to write"
+            )
+
+    def _guarded_write(self, write, *args) -> None:
+        try:
+            write(*args)
+        except OSError as error:
+            translated = translate_os_error(error, self.path)
+            if translated is error:
+                raise
+            raise translated from error
+
+    def _next_id(self) -> int:
+        ids = self._ids()
+        return int(ids[-1]) + 1 if len(ids) else 0
+
+    def _raise_duplicates(self, duplicates) -> None:
+        shown = ", ".join(str(int(key)) for key in list(duplicates)[:5])
+        raise DuplicateKeyError(
+            f"id(s) {shown} already in the store at '{self.path}'; "
+            "pass overwrite=True to replace them, or use new ids"
+        )
+
+    def _raise_missing(self, missing) -> None:
+        shown = ", ".join(str(int(key)) for key in list(missing)[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise KeyNotFoundError(
+            f"id(s) {shown}{more} not in the store at '{self.path}'; "
+            "store.ids() lists the ids it holds"
+        )
+
+    def _accept_shape(self, shape) -> None:
+        shape = tuple(int(n) for n in shape)
+        current = self.image_shape
+        if current is None:
+            self._image_shape = shape
+            self._write_marker()
+        elif shape != current:
+            raise ShapeMismatchError(
+                f"images of shape {shape} do not fit the store at '{self.path}', "
+                f"which holds images of shape {current}; resize them or use another store"
+            )
+
+    # ---- the marker: which backend wrote this directory -------------------------------
+    @property
+    def _marker_path(self) -> Path:
+        return self.path / MARKER
+
+    def _prepare_directory(self) -> bool:
+        """Check the path for ``mode``; return True when a new store must be created."""
+        if self.path.exists() and not self.path.is_dir():
+            raise NotAStoreError(
+                f"'{self.path}' is a file, not a store directory; choose a directory path"
+            )
+        if self._marker_path.exists():
+            if self.mode == "w":
+                raise StoreExistsError(
+                    f"a store already exists at '{self.path}'; open it with mode='a' to "
+                    "append, or remove it first"
+                )
+            self._check_marker()
+            return False
+        if self.mode == "r":
+            raise StoreNotFoundError(
+                f"no store at '{self.path}' (no {MARKER}); check the path, "
+                "or open with mode='w' to create one"
+            )
+        if self.path.exists() and any(self.path.iterdir()):
+            raise NotAStoreError(
+                f"'{self.path}' is a non-empty directory that holds no store; "
+                "choose an empty or new directory"
+            )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._write_marker()
+        except OSError as error:
+            raise translate_os_error(error, self.path) from error
+        return True
+
+    def _load_marker(self) -> dict:
+        try:
+            marker = json.loads(self._marker_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise NotAStoreError(
+                f"'{self._marker_path}' is not a readable store marker ({error}); "
+                "the store is damaged or this is not a store"
+            ) from error
+        if not isinstance(marker, dict) or marker.get("format") != FORMAT:
+            raise NotAStoreError(f"'{self._marker_path}' is not a store marker")
+        return marker
+
+    def _check_marker(self) -> None:
+        written_by = self._load_marker().get("backend")
+        if written_by != self.name:
+            raise WrongBackendError(
+                f"store at '{self.path}' was written by backend {written_by!r}, not "
+                f"{self.name!r}; open it with backend={written_by!r}"
+            )
+
+    def _read_marker_shape(self):
+        shape = self._load_marker().get("image_shape")
+        if shape is None:
+            return None
+        if not (isinstance(shape, list) and len(shape) == 3
+                and all(isinstance(n, int) and n > 0 for n in shape)):
+            raise NotAStoreError(f"'{self._marker_path}' holds an invalid image_shape {shape!r}")
+        return tuple(shape)
+
+    def _write_marker(self) -> None:
+        write_json_atomically(self._marker_path, {
+            "format": FORMAT,
+            "backend": self.name,
+            "version": 1,
+            "image_shape": list(self._image_shape) if self._image_shape else None,
+        })
+
+
+def backend_of(path) -> str:
+    """The name of the backend that wrote the store at ``path``."""
+    marker = Path(path) / MARKER
+    if not marker.exists():
+        raise StoreNotFoundError(f"no store at '{path}' (no {MARKER}); check the path")
+    try:
+        name = json.loads(marker.read_text()).get("backend")
+    except (OSError, ValueError, AttributeError) as error:
+        raise NotAStoreError(f"'{marker}' is not a readable store marker ({error})") from error
+    if not isinstance(name, str):
+        raise NotAStoreError(f"'{marker}' names no backend")
+    return name

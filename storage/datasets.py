@@ -1,0 +1,40 @@
+"""The images the benchmarks store: real CIFAR when given, else the built-in stand-in."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from storage.cifar import load_cifar
+from storage.synthetic import synthetic_cifar
+
+CIFAR_ENV = "CIFAR10_DIR"
+TRAINING_IMAGES = 50_000  # CIFAR-10's training split; larger N reuses it, as the classic runs do
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    images: np.ndarray  # (N, H, W, C) uint8
+    labels: np.ndarray  # (N,) int64
+
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``count`` images and labels, repeating the data set when it is shorter."""
+        if count <= len(self.images):
+            return self.images[:count], self.labels[:count]
+        rows = np.arange(count) % len(self.images)
+        return self.images[rows], self.labels[rows]
+
+
+def load_dataset(cifar_path: str | None = None, *, count: int = TRAINING_IMAGES) -> Dataset:
+    """CIFAR-10's training images from ``cifar_path`` or $CIFAR10_DIR, else generated ones.
+
+    ``count`` bounds how many generated images to make (real data is loaded whole).
+    """
+    cifar_path = cifar_path or os.environ.get(CIFAR_ENV)
+    if cifar_path:
+        images, labels, name = load_cifar(cifar_path, "train")
+        return Dataset(name, images, labels)
+    images, labels = synthetic_cifar(min(count, TRAINING_IMAGES))
+    return Dataset("synthetic-cifar (seed 0)", images, labels)

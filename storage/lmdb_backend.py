@@ -1,0 +1,232 @@
+"""LMDB: images packed into chunks of consecutive ids, raw bytes, no pickle.
+
+Layout of a store directory::
+
+    store.json    {"format": "image-store", "backend": "lmdb", "image_shape": [H, W, C], ...}
+    data.mdb      the LMDB environment, two named databases:
+      b"meta"     b"image_shape" -> 3 x uint32 LE, b"chunk_images" -> uint32 LE K,
+                  b"count" -> uint64 LE number of images
+      b"chunks"   key: id // K as 8-byte big-endian (key order is id order)
+                  value: up to K images, see ``storage.lmdb_chunk`` for its bytes
+    lock.mdb      LMDB's reader table
+
+Plain py-lmdb reads it: ``env.open_db(b"chunks")``, then slice a value as the
+chunk layout says. Every write is one transaction: a crash leaves the last
+committed state. The map grows by itself when full; readers in other processes
+pick the new size up without help.
+"""
+from __future__ import annotations
+
+import struct
+
+import lmdb
+import numpy as np
+
+from storage import lmdb_env
+from storage.base import Backend
+from storage.errors import CorruptStoreError, ReadersFullError, StoreError
+from storage.lmdb_chunk import Chunk
+
+_CHUNK_BYTES = 256 * 1024  # a chunk fills about 64 LMDB pages
+_INITIAL_MAP_SIZE = 64 * 1024**2
+_KEY = struct.Struct(">Q")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_SHAPE = struct.Struct("<3I")
+
+
+def chunk_images_for(image_shape) -> int:
+    """Images per chunk: a power of two that keeps a chunk near ``_CHUNK_BYTES``."""
+    per_image = int(np.prod(image_shape))
+    count = 1
+    while count * 2 * per_image <= _CHUNK_BYTES and count < 65536:
+        count *= 2
+    return count
+
+
+class LmdbBackend(Backend):
+    name = "lmdb"
+
+    def __init__(self, path, mode="r", *, durable=True, map_size=_INITIAL_MAP_SIZE):
+        self._initial_map_size = map_size
+        super().__init__(path, mode, durable=durable)
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "map_size": self._initial_map_size}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["mode"], durable=state["durable"],
+                      map_size=state["map_size"])
+
+    def _open(self, create: bool) -> None:
+        try:
+            self._env = lmdb_env.acquire(str(self.path), map_size=self._initial_map_size,
+                                         writable=self.mode != "r")
+            self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")
+            self._chunks_db = self._env.open_db(b"chunks", create=self.mode != "r")
+        except lmdb.Error as error:
+            raise CorruptStoreError(
+                f"cannot open the LMDB environment at '{self.path}': {error}") from error
+        self._chunk_images = None
+
+    def _close(self) -> None:
+        lmdb_env.release(str(self.path))
+
+    def _after_fork(self) -> None:
+        self._open(create=False)  # acquire() drops the parent's environment first
+
+    # ---- transactions --------------------------------------------------------------------
+    def _read_txn(self):
+        while True:
+            try:
+                return self._env.begin(buffers=True)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)  # another process grew the map: adopt its size
+            except lmdb.ReadersFullError as error:
+                raise ReadersFullError(
+                    f"all LMDB reader slots of '{self.path}' are taken ({error}); close "
+                    "stores or transactions you no longer need, or use fewer readers") from error
+
+    def _write_txn(self, work) -> None:
+        """Run ``work(txn)`` in one transaction, growing the map until it fits."""
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    work(txn)
+                return
+            except lmdb.MapFullError:
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+
+    def _meta(self, txn, key: bytes, layout: struct.Struct):
+        value = txn.get(key, db=self._meta_db)
+        return None if value is None else layout.unpack(bytes(value))
+
+    def _chunk_size(self, txn) -> int:
+        if self._chunk_images is None:
+            stored = self._meta(txn, b"chunk_images", _U32)
+            if stored is None:
+                return chunk_images_for(self.image_shape)
+            self._chunk_images = stored[0]
+        return self._chunk_images
+
+    # ---- writing -------------------------------------------------------------------------
+    def _write_many(self, ids, images, labels, overwrite) -> None:
+        shape = images.shape[1:]
+
+        def work(txn):
+            chunk_images = self._chunk_size(txn)
+            if self._meta(txn, b"chunk_images", _U32) is None:
+                txn.put(b"chunk_images", _U32.pack(chunk_images), db=self._meta_db)
+                txn.put(b"image_shape", _SHAPE.pack(*shape), db=self._meta_db)
+            added = 0
+            chunk_numbers = ids // chunk_images
+            order = np.argsort(chunk_numbers, kind="stable")
+            bounds = np.flatnonzero(np.diff(chunk_numbers[order])) + 1
+            for group in np.split(order, bounds):
+                number = int(chunk_numbers[group[0]])
+                group = group[np.argsort(ids[group] % chunk_images, kind="stable")]
+                new = Chunk.build(ids[group] % chunk_images, labels[group], images[group])
+                key = _KEY.pack(number)
+                stored = txn.get(key, db=self._chunks_db)
+                if stored is not None:
+                    old = Chunk.parse(stored, shape, self._where(number))
+                    clashes = np.isin(old.slots, new.slots)
+                    if clashes.any() and not overwrite:
+                        self._raise_duplicates(old.slots[clashes] + number * chunk_images)
+                    added -= int(clashes.sum())
+                    new = old.merged(new)
+                added += len(group)
+                txn.put(key, new.to_bytes(), db=self._chunks_db)
+            count = (self._meta(txn, b"count", _U64) or (0,))[0]
+            txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
+
+        self._write_txn(work)
+
+    def _sync(self) -> None:
+        self._env.sync(True)
+
+    # ---- reading -------------------------------------------------------------------------
+    def _where(self, number: int) -> str:
+        return f"chunk {number} of the LMDB store at '{self.path}'"
+
+    def _read_one(self, key):
+        with self._read_txn() as txn:
+            if self.image_shape is None:
+                self._raise_missing([key])
+            chunk_images = self._chunk_size(txn)
+            number, slot = divmod(key, chunk_images)
+            value = txn.get(_KEY.pack(number), db=self._chunks_db)
+            if value is None:
+                self._raise_missing([key])
+            chunk = Chunk.parse(value, self.image_shape, self._where(number))
+            position = int(np.searchsorted(chunk.slots, slot))
+            if position >= len(chunk.slots) or chunk.slots[position] != slot:
+                self._raise_missing([key])
+            chunk.verify([position], self._where(number))
+            return chunk.pixels[position].copy(), int(chunk.labels[position])
+
+    def _read_many(self, ids):
+        if self.image_shape is None:
+            self._raise_missing(ids)
+        images = np.empty((len(ids), *self.image_shape), np.uint8)
+        labels = np.empty(len(ids), np.int64)
+        with self._read_txn() as txn:
+            chunk_images = self._chunk_size(txn)
+            chunk_numbers = ids // chunk_images
+            order = np.argsort(chunk_numbers, kind="stable")
+            bounds = np.flatnonzero(np.diff(chunk_numbers[order])) + 1
+            for group in np.split(order, bounds):
+                number = int(chunk_numbers[group[0]])
+                value = txn.get(_KEY.pack(number), db=self._chunks_db)
+                if value is None:
+                    self._raise_missing(ids[group])
+                chunk = Chunk.parse(value, self.image_shape, self._where(number))
+                slots = ids[group] % chunk_images
+                positions = np.minimum(np.searchsorted(chunk.slots, slots), len(chunk.slots) - 1)
+                found = chunk.slots[positions] == slots
+                if not found.all():
+                    self._raise_missing(ids[group][~found])
+                chunk.verify(positions, self._where(number))
+                _gather(chunk.pixels, positions, images, group)
+                labels[group] = chunk.labels[positions]
+        return images, labels
+
+    def _ids(self):
+        parts = []
+        with self._read_txn() as txn:
+            if self.image_shape is None:
+                return np.zeros(0, np.int64)
+            chunk_images = self._chunk_size(txn)
+            for key, value in txn.cursor(db=self._chunks_db):
+                number = _KEY.unpack(bytes(key))[0]
+                chunk = Chunk.parse(value, self.image_shape, self._where(number))
+                parts.append(chunk.slots.astype(np.int64) + number * chunk_images)
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def _count(self):
+        with self._read_txn() as txn:
+            return (self._meta(txn, b"count", _U64) or (0,))[0]
+
+    def _next_id(self):
+        with self._read_txn() as txn:
+            cursor = txn.cursor(db=self._chunks_db)
+            if not cursor.last():
+                return 0
+            number = _KEY.unpack(bytes(cursor.key()))[0]
+            chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number))
+            return number * self._chunk_size(txn) + int(chunk.slots[-1]) + 1
+
+
+def _gather(pixels, positions, images, destinations) -> None:
+    """``images[destinations] = pixels[positions]``, as one slice copy when both are runs."""
+    first, last = int(destinations[0]), int(destinations[-1])
+    if last - first == len(destinations) - 1 and np.all(np.diff(destinations) == 1):
+        start = int(positions[0])
+        if int(positions[-1]) - start == len(positions) - 1 and np.all(np.diff(positions) == 1):
+            images[first:last + 1] = pixels[start:start + len(positions)]
+        else:
+            np.take(pixels, positions, axis=0, out=images[first:last + 1])
+    else:
+        images[destinations] = pixels[positions]

@@ -1,0 +1,67 @@
+"""One LMDB environment per store directory per process, shared and reopened after fork.
+
+LMDB forbids opening the same environment twice in one process, so every store
+object on a path shares one ``lmdb.Environment``; a forked child drops the
+parent's handle (it must not be used across fork) and opens its own.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import lmdb
+
+_lock = threading.Lock()
+_environments: dict[str, list] = {}  # real path -> [environment, users]
+_owner_pid = os.getpid()
+
+DATABASES = 2  # "meta" and "chunks"
+
+
+def acquire(path: str, *, map_size: int, writable: bool) -> lmdb.Environment:
+    key = os.path.realpath(path)
+    with _lock:
+        _forget_parent_environments()
+        entry = _environments.get(key)
+        if entry is None:
+            entry = [_open(key, map_size, writable), 0]
+            _environments[key] = entry
+        entry[1] += 1
+        return entry[0]
+
+
+def release(path: str) -> None:
+    key = os.path.realpath(path)
+    with _lock:
+        entry = _environments.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _environments[key]
+            entry[0].close()
+
+
+def _open(path: str, map_size: int, writable: bool) -> lmdb.Environment:
+    # A read-only directory can still be read: without write access to lock.mdb,
+    # open read-only without locking (safe only while nobody writes).
+    can_write = os.access(path, os.W_OK)
+    return lmdb.open(
+        path, map_size=map_size, max_dbs=DATABASES, subdir=True,
+        readonly=not can_write, lock=can_write, create=writable,
+        # fsync per commit is left to the backend: at the end of a write_many and at close.
+        sync=False, metasync=False,
+    )
+
+
+def _forget_parent_environments() -> None:
+    global _owner_pid
+    if _owner_pid == os.getpid():
+        return
+    for environment, _users in _environments.values():
+        try:
+            environment.close()  # unmaps and closes this child's copies only
+        except lmdb.Error:
+            pass
+    _environments.clear()
+    _owner_pid = os.getpid()

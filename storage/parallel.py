@@ -1,0 +1,36 @@
+"""Run per-image work on every core with threads.
+
+The codecs and file calls used here release the GIL, so threads scale without
+the start-up and copying costs of processes, and they write straight into the
+caller's preallocated output array.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+WORKERS = max(1, min(8, os.cpu_count() or 1))
+_MIN_PER_WORKER = 64  # below this, handing work to threads costs more than it saves
+_pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():  # a forked child inherits no threads
+        _pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="storage")
+        _pool_pid = os.getpid()
+    return _pool
+
+
+def for_each_slice(work: Callable[[int, int], None], count: int) -> None:
+    """Call ``work(start, stop)`` over contiguous slices covering ``range(count)``."""
+    workers = min(WORKERS, count // _MIN_PER_WORKER)
+    if workers <= 1:
+        work(0, count)
+        return
+    bounds = [count * k // workers for k in range(workers + 1)]
+    futures = [_executor().submit(work, bounds[k], bounds[k + 1]) for k in range(workers)]
+    for future in futures:
+        future.result()  # re-raises the first worker error here

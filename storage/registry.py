@@ -1,0 +1,49 @@
+"""Backend names mapped to ``module:Class``; modules are imported only when used.
+
+Adding a backend is one module and one line here.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from storage.errors import UnknownBackendError
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    target: str  # "module:Class"
+    reference: bool = False  # a baseline to measure against, never recommended
+
+    def load(self):
+        module_name, class_name = self.target.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+_ENTRIES = [
+    BackendEntry("png", "storage.png_backend:PngBackend"),
+    BackendEntry("lmdb", "storage.lmdb_backend:LmdbBackend"),
+    BackendEntry("hdf5", "storage.hdf5_backend:Hdf5Backend"),
+]
+
+BACKENDS: dict[str, BackendEntry] = {entry.name: entry for entry in _ENTRIES}
+
+
+def our_backends() -> list[str]:
+    """The backends this project recommends (references excluded), in registry order."""
+    return [name for name, entry in BACKENDS.items() if not entry.reference]
+
+
+def reference_backends() -> list[str]:
+    return [name for name, entry in BACKENDS.items() if entry.reference]
+
+
+def backend_class(name: str):
+    try:
+        entry = BACKENDS[name]
+    except (KeyError, TypeError):
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}"
+        ) from None
+    return entry.load()

@@ -1,0 +1,107 @@
+"""Checks on what callers hand the library: images, labels and ids.
+
+Every check raises a typed ``StoreError`` that names the problem and the fix;
+arrays that pass come back contiguous, in the dtype the backends expect.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from storage.errors import ImageFormatError, InvalidKeyError, LabelError, ShapeMismatchError
+
+MAX_ID = 2**63 - 1
+MAX_CHANNELS = 4  # grey, grey+alpha, RGB, RGBA: what PNG can hold
+
+
+def check_images(images, *, batch: bool) -> np.ndarray:
+    """Return ``images`` as a C-contiguous uint8 array of shape (N, H, W, C) or (H, W, C)."""
+    images = np.asarray(images)
+    kind = "images" if batch else "image"
+    want_ndim = 4 if batch else 3
+    want = "(N, H, W, C)" if batch else "(H, W, C)"
+    if images.dtype != np.uint8:
+        raise ImageFormatError(
+            f"{kind} must be uint8, got {images.dtype}; scale to 0..255 and use .astype(np.uint8)"
+        )
+    if images.ndim != want_ndim:
+        raise ImageFormatError(
+            f"{kind} must have shape {want}, got {images.ndim} dimensions {images.shape}; "
+            "add a channel axis with [..., None] for greyscale"
+        )
+    height, width, channels = images.shape[-3:]
+    if height < 1 or width < 1 or not 1 <= channels <= MAX_CHANNELS:
+        raise ImageFormatError(
+            f"{kind} shape {images.shape} is not storable: height and width must be at least 1 "
+            f"and channels between 1 and {MAX_CHANNELS}"
+        )
+    return np.ascontiguousarray(images)
+
+
+def check_labels(labels, count: int) -> np.ndarray:
+    """Return ``labels`` as an int64 array of length ``count``."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise LabelError(f"labels must be one-dimensional, got shape {labels.shape}")
+    if len(labels) != count:
+        raise ShapeMismatchError(
+            f"got {count} images but {len(labels)} labels; pass one label per image"
+        )
+    return _as_int64(labels, "labels", LabelError)
+
+
+def check_label(label) -> int:
+    return int(check_labels(np.asarray([label]), 1)[0])
+
+
+def check_ids(ids, count: int | None = None) -> np.ndarray:
+    """Return ids as an int64 array; each must be an integer in ``[0, 2**63)``."""
+    if isinstance(ids, range):
+        if len(ids) and (min(ids[0], ids[-1]) < 0 or max(ids[0], ids[-1]) > MAX_ID):
+            raise InvalidKeyError(f"ids {ids} fall outside [0, 2**63); use non-negative ids")
+        ids = np.arange(ids.start, ids.stop, ids.step, dtype=np.int64)
+    else:
+        ids = np.asarray(list(ids) if _is_lazy_iterable(ids) else ids)
+        if ids.ndim != 1:
+            raise InvalidKeyError(f"ids must be one-dimensional, got shape {ids.shape}")
+        ids = _as_int64(ids, "ids", InvalidKeyError)
+    if count is not None and len(ids) != count:
+        raise ShapeMismatchError(f"got {count} images but {len(ids)} ids; pass one id per image")
+    if len(ids) and ids.min() < 0:
+        raise InvalidKeyError(f"id {int(ids.min())} is negative; ids must be in [0, 2**63)")
+    return ids
+
+
+def check_id(key) -> int:
+    if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)):
+        raise InvalidKeyError(f"id must be an integer, got {type(key).__name__} {key!r}")
+    if not 0 <= int(key) <= MAX_ID:
+        raise InvalidKeyError(f"id {key} is outside [0, 2**63); use a non-negative id")
+    return int(key)
+
+
+def _is_lazy_iterable(value) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, (np.ndarray, list, tuple))
+
+
+def _as_int64(values: np.ndarray, what: str, error: type[Exception]) -> np.ndarray:
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if values.dtype == object:
+        # Python ints too big for int64 end up here.
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+            raise error(f"{what} must be integers, got {_first_non_int(values)!r}")
+        if any(not -(2**63) <= int(v) <= MAX_ID for v in values):
+            raise error(f"{what} must fit in int64; got a value outside [-2**63, 2**63)")
+        return values.astype(np.int64)
+    if values.dtype.kind == "u":
+        if values.max() > MAX_ID:
+            raise error(f"{what} must fit in int64; got {int(values.max())}")
+    elif values.dtype.kind != "i":
+        raise error(f"{what} must be integers, got dtype {values.dtype}")
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def _first_non_int(values):
+    return next(v for v in values if not isinstance(v, (int, np.integer)) or isinstance(v, bool))
