@@ -1,0 +1,24 @@
+"""Fixtures shared by the tests: every property runs over the registry of our backends."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from storage.registry import our_backends
+
+_store_numbers = itertools.count()
+
+
+@pytest.fixture(params=our_backends())
+def backend_name(request) -> str:
+    """Each recommended backend in the registry (the classic references excluded)."""
+    return request.param
+
+
+@pytest.fixture
+def new_store_path(tmp_path_factory):
+    """Call for a fresh, not yet existing store path; safe inside hypothesis examples."""
+    def make():
+        return tmp_path_factory.mktemp("store") / f"store-{next(_store_numbers)}"
+    return make
