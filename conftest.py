@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.ratios import add_ratios
 from benchmarks.settings import add_options, read_settings
 from storage.datasets import load_dataset
 
@@ -33,3 +34,31 @@ def dataset(pytestconfig):
     """The images to store: --cifar, $CIFAR10_DIR, or the generated default."""
     settings = pytestconfig.storage_settings
     return load_dataset(settings.cifar, count=max(settings.sizes))
+
+
+def _measured(config) -> list:
+    session = getattr(config, "_benchmarksession", None)
+    return [bench for bench in getattr(session, "benchmarks", []) if bench]
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    add_ratios([{"group": bench["group"], "extra_info": bench["extra_info"],
+                 "median": bench["stats"]["median"]} for bench in output_json["benchmarks"]])
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    results = [{"group": bench.group, "extra_info": bench.extra_info,
+                "median": bench.stats.median, "name": bench.name} for bench in _measured(config)]
+    add_ratios(results)
+    rows = [result for result in results
+            if "vs_raw" in result["extra_info"] or "vs_classic" in result["extra_info"]]
+    if not rows:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("time relative to the references measured in this run")
+    write(f"{'benchmark':<48} {'vs raw':>8} {'speed-up over classic':>22}")
+    for result in sorted(rows, key=lambda result: (result["group"], result["name"])):
+        info = result["extra_info"]
+        vs_raw = f"{info['vs_raw']:.2f}x" if "vs_raw" in info else "-"
+        speedup = f"{1 / info['vs_classic']:.2f}x" if "vs_classic" in info else "-"
+        write(f"{result['name']:<48} {vs_raw:>8} {speedup:>22}")

@@ -7,6 +7,7 @@ import shutil
 from benchmarks.measure import (SINGLE_ROUNDS, build_store, label, record_throughput,
                                 rounds_for)
 from storage import open_store
+from storage.files import disk_usage
 
 
 def test_store_many(benchmark, storage_backend, storage_n, dataset, tmp_path):
@@ -24,8 +25,7 @@ def test_store_many(benchmark, storage_backend, storage_n, dataset, tmp_path):
             store.write_many(images, labels)
 
     benchmark.pedantic(store_many, setup=fresh_path, rounds=rounds_for(storage_n))
-    record_throughput(benchmark, storage_n, images[0].nbytes,
-                      open_store(path).disk_usage(), images.nbytes)
+    record_throughput(benchmark, storage_n, images[0].nbytes, disk_usage(path), images.nbytes)
     shutil.rmtree(path)
 
 
@@ -41,4 +41,4 @@ def test_store_single(benchmark, storage_backend, storage_n, dataset, tmp_path):
         benchmark.pedantic(store.write_one,
                            setup=lambda: ((next(next_id), image, image_label), {}),
                            rounds=SINGLE_ROUNDS)
-    record_throughput(benchmark, 1, image.nbytes, open_store(path).disk_usage(), images.nbytes)
+    record_throughput(benchmark, 1, image.nbytes, disk_usage(path), images.nbytes)

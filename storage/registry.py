@@ -25,6 +25,11 @@ _ENTRIES = [
     BackendEntry("png", "storage.png_backend:PngBackend"),
     BackendEntry("lmdb", "storage.lmdb_backend:LmdbBackend"),
     BackendEntry("hdf5", "storage.hdf5_backend:Hdf5Backend"),
+    # References: what the classic code does, and what moving the bytes costs.
+    BackendEntry("classic-png", "storage.classic_png:ClassicPngBackend", reference=True),
+    BackendEntry("classic-lmdb", "storage.classic_lmdb:ClassicLmdbBackend", reference=True),
+    BackendEntry("classic-hdf5", "storage.classic_hdf5:ClassicHdf5Backend", reference=True),
+    BackendEntry("raw", "storage.raw_backend:RawBackend", reference=True),
 ]
 
 BACKENDS: dict[str, BackendEntry] = {entry.name: entry for entry in _ENTRIES}
