@@ -44,7 +44,7 @@ def record_throughput(benchmark, images_per_round: int, image_bytes: int,
 
 
 def build_store(path: Path, backend: str, images: np.ndarray, labels: np.ndarray) -> Path:
-    with open_store(path, backend, mode="w") as store:
+    with open_store(path, backend, mode="w", durable=False) as store:
         store.write_many(images, labels)
     return path
 

@@ -16,6 +16,8 @@ place. Plain h5py reads it: ``h5py.File(".../images.h5")["images"][:100]``.
 """
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 
@@ -37,6 +39,8 @@ class Hdf5Backend(Backend):
             self._file = h5py.File(file_path, "r" if self.mode == "r" else "a")
         except OSError as error:
             raise CorruptStoreError(f"cannot open '{file_path}' as HDF5: {error}") from error
+        self._images = None  # looked up once: h5py's name lookup costs more than a small read
+        self._one_image_space = None
         self._load_index()
 
     def _load_index(self) -> None:
@@ -83,25 +87,37 @@ class Hdf5Backend(Backend):
             self._labels[rows[found]] = labels[found]
         new = ~found
         if new.any():
-            start, stop = len(self._index), len(self._index) + int(new.sum())
-            for name, values in (("images", images[new]), ("labels", labels[new]),
-                                 ("ids", ids[new])):  # ids last: the commit record
+            if found.any():  # boolean indexing copies: only pay for it when ids were mixed
+                images, labels, ids = images[new], labels[new], ids[new]
+            start, stop = len(self._index), len(self._index) + len(ids)
+            for name, values in (("images", images), ("labels", labels),
+                                 ("ids", ids)):  # ids last: the commit record
                 dataset = self._file[name]
                 dataset.resize(stop, axis=0)
                 dataset[start:stop] = values
-            self._index = self._index.appended(ids[new])
-            self._labels = np.concatenate([self._labels, labels[new]])
+            self._index = self._index.appended(ids)
+            self._labels = np.concatenate([self._labels, labels])
         self._file.flush()
 
     def _sync(self) -> None:
         self._file.flush()
+        os.fsync(self._file.id.get_vfd_handle())  # flush() only hands the data to the OS
 
     # ---- reading -------------------------------------------------------------------------
     def _read_one(self, key):
         row = self._index.row(key)
         if row is None:
             self._raise_missing([key])
-        return self._file["images"][row], int(self._labels[row])
+        # The low-level read skips h5py's slicing machinery, several times the read itself.
+        dataset = self._file["images"] if self._images is None else self._images
+        self._images = dataset
+        if self._one_image_space is None:
+            self._one_image_space = h5py.h5s.create_simple((1, *self.image_shape))
+        file_space = dataset.id.get_space()
+        file_space.select_hyperslab((row, 0, 0, 0), (1, *self.image_shape))
+        image = np.empty((1, *self.image_shape), np.uint8)
+        dataset.id.read(self._one_image_space, file_space, image)
+        return image[0], int(self._labels[row])
 
     def _read_many(self, ids):
         rows, found = self._index.rows(ids)

@@ -114,6 +114,11 @@ class LmdbBackend(Backend):
     # ---- writing -------------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
         shape = images.shape[1:]
+        # In id order, each chunk's images are one contiguous slice (no gather copies).
+        sorted_ids, sorted_images, sorted_labels = ids, images, labels
+        if np.any(np.diff(ids) < 0):
+            order = np.argsort(ids, kind="stable")
+            sorted_ids, sorted_images, sorted_labels = ids[order], images[order], labels[order]
 
         def work(txn):
             chunk_images = self._chunk_size(txn)
@@ -121,23 +126,21 @@ class LmdbBackend(Backend):
                 txn.put(b"chunk_images", _U32.pack(chunk_images), db=self._meta_db)
                 txn.put(b"image_shape", _SHAPE.pack(*shape), db=self._meta_db)
             added = 0
-            chunk_numbers = ids // chunk_images
-            order = np.argsort(chunk_numbers, kind="stable")
-            bounds = np.flatnonzero(np.diff(chunk_numbers[order])) + 1
-            for group in np.split(order, bounds):
-                number = int(chunk_numbers[group[0]])
-                group = group[np.argsort(ids[group] % chunk_images, kind="stable")]
-                new = Chunk.build(ids[group] % chunk_images, labels[group], images[group])
+            for start, stop in _runs(sorted_ids // chunk_images):
+                number = int(sorted_ids[start] // chunk_images)
+                new = Chunk((sorted_ids[start:stop] % chunk_images).astype(np.uint32),
+                            sorted_labels[start:stop], sorted_images[start:stop])
                 key = _KEY.pack(number)
                 stored = txn.get(key, db=self._chunks_db)
                 if stored is not None:
                     old = Chunk.parse(stored, shape, self._where(number))
                     clashes = np.isin(old.slots, new.slots)
                     if clashes.any() and not overwrite:
-                        self._raise_duplicates(old.slots[clashes] + number * chunk_images)
+                        clashing = old.slots[clashes].astype(np.int64)
+                        self._raise_duplicates(clashing + number * chunk_images)
                     added -= int(clashes.sum())
                     new = old.merged(new)
-                added += len(group)
+                added += stop - start
                 txn.put(key, new.to_bytes(), db=self._chunks_db)
             count = (self._meta(txn, b"count", _U64) or (0,))[0]
             txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
@@ -164,7 +167,6 @@ class LmdbBackend(Backend):
             position = int(np.searchsorted(chunk.slots, slot))
             if position >= len(chunk.slots) or chunk.slots[position] != slot:
                 self._raise_missing([key])
-            chunk.verify([position], self._where(number))
             return chunk.pixels[position].copy(), int(chunk.labels[position])
 
     def _read_many(self, ids):
@@ -188,7 +190,6 @@ class LmdbBackend(Backend):
                 found = chunk.slots[positions] == slots
                 if not found.all():
                     self._raise_missing(ids[group][~found])
-                chunk.verify(positions, self._where(number))
                 _gather(chunk.pixels, positions, images, group)
                 labels[group] = chunk.labels[positions]
         return images, labels
@@ -217,6 +218,12 @@ class LmdbBackend(Backend):
             number = _KEY.unpack(bytes(cursor.key()))[0]
             chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number))
             return number * self._chunk_size(txn) + int(chunk.slots[-1]) + 1
+
+
+def _runs(values: np.ndarray):
+    """(start, stop) of each run of equal values in a sorted array."""
+    bounds = np.flatnonzero(np.diff(values)) + 1
+    return zip([0, *bounds.tolist()], [*bounds.tolist(), len(values)])
 
 
 def _gather(pixels, positions, images, destinations) -> None:
