@@ -7,7 +7,7 @@ from benchmarks.measure import StoreCache
 
 
 @pytest.fixture(scope="session")
-def read_stores(tmp_path_factory, dataset):
-    cache = StoreCache(tmp_path_factory.mktemp("read-stores"), dataset)
+def built_stores(tmp_path_factory, dataset):
+    cache = StoreCache(tmp_path_factory.mktemp("stores"), dataset)
     yield cache
     cache.remove_all()

@@ -50,20 +50,33 @@ def build_store(path: Path, backend: str, images: np.ndarray, labels: np.ndarray
 
 
 class StoreCache:
-    """Stores built once per (backend, N) for the read benchmarks, which never modify them."""
+    """Stores built once per (backend, N): the reads share one, a writer takes it over.
+
+    Building a store of 100,000 PNG files takes longer than measuring it, so each is
+    built once; a benchmark that adds images takes the store out of the cache.
+    """
 
     def __init__(self, root: Path, dataset):
-        self.root, self.dataset, self._built = root, dataset, {}
+        self.root, self.dataset, self._built, self._taken = root, dataset, {}, []
 
     def get(self, backend: str, count: int) -> Path:
         key = (backend, count)
         if key not in self._built:
             images, labels = self.dataset.take(count)
-            self._built[key] = build_store(self.root / f"{backend}-{count}", backend,
-                                           images, labels)
+            path = self.root / f"{backend}-{count}-{len(self._taken)}"
+            self._built[key] = build_store(path, backend, images, labels)
         return self._built[key]
 
+    def take(self, backend: str, count: int) -> Path:
+        """A store of ``count`` images that the caller may modify (the cache forgets it)."""
+        path = self.get(backend, count)
+        del self._built[(backend, count)]
+        self._taken.append(path)
+        return path
+
     def remove_all(self) -> None:
+        for path in self._taken:
+            shutil.rmtree(path, ignore_errors=True)
         for path in self._built.values():
             shutil.rmtree(path, ignore_errors=True)
         self._built.clear()

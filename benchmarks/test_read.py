@@ -11,10 +11,10 @@ from storage import open_store
 from storage.files import disk_usage
 
 
-def test_read_many(benchmark, storage_backend, storage_n, dataset, read_stores):
+def test_read_many(benchmark, storage_backend, storage_n, dataset, built_stores):
     """Open a store of N images and read them all into (N, H, W, C) images and labels."""
     label(benchmark, "read_many", storage_backend, storage_n, dataset)
-    path = read_stores.get(storage_backend, storage_n)
+    path = built_stores.get(storage_backend, storage_n)
 
     def read_many():
         with open_store(path, storage_backend) as store:
@@ -28,10 +28,10 @@ def test_read_many(benchmark, storage_backend, storage_n, dataset, read_stores):
     benchmark.extra_info["peak_memory_vs_result"] = _peak_memory_ratio(read_many)
 
 
-def test_read_single(benchmark, storage_backend, storage_n, dataset, read_stores):
+def test_read_single(benchmark, storage_backend, storage_n, dataset, built_stores):
     """Read one image and its label from an open store of N: what a training loop does."""
     label(benchmark, "read_single", storage_backend, storage_n, dataset)
-    path = read_stores.get(storage_backend, storage_n)
+    path = built_stores.get(storage_backend, storage_n)
     ids = _spread_ids(storage_n)
 
     with open_store(path, storage_backend) as store:
@@ -41,10 +41,10 @@ def test_read_single(benchmark, storage_backend, storage_n, dataset, read_stores
                       dataset.images[0].nbytes * storage_n)
 
 
-def test_open_read_single(benchmark, storage_backend, storage_n, dataset, read_stores):
+def test_open_read_single(benchmark, storage_backend, storage_n, dataset, built_stores):
     """Open a store of N, read one image and its label, close: what the classic code does."""
     label(benchmark, "open_read_single", storage_backend, storage_n, dataset)
-    path = read_stores.get(storage_backend, storage_n)
+    path = built_stores.get(storage_backend, storage_n)
     ids = _spread_ids(storage_n)
 
     def open_and_read(key):

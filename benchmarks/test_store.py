@@ -10,8 +10,7 @@ from __future__ import annotations
 import itertools
 import shutil
 
-from benchmarks.measure import (SINGLE_ROUNDS, build_store, label, record_throughput,
-                                rounds_for)
+from benchmarks.measure import SINGLE_ROUNDS, label, record_throughput, rounds_for
 from storage import open_store
 from storage.files import disk_usage
 
@@ -36,12 +35,12 @@ def test_store_many(benchmark, storage_backend, storage_n, dataset, tmp_path):
     shutil.rmtree(path)
 
 
-def test_store_single(benchmark, storage_backend, storage_n, dataset, tmp_path):
+def test_store_single(benchmark, storage_backend, storage_n, dataset, built_stores):
     """Write one more image into an open store that holds N images (a new id each round)."""
     label(benchmark, "store_single", storage_backend, storage_n, dataset)
     benchmark.extra_info["durable"] = False
     images, labels = dataset.take(storage_n)
-    path = build_store(tmp_path / "store", storage_backend, images, labels)
+    path = built_stores.take(storage_backend, storage_n)
     next_id = itertools.count(storage_n)
     image, image_label = images[0], int(labels[0])
 
