@@ -17,6 +17,7 @@ import numpy as np
 from storage import validation
 from storage.errors import (
     DuplicateKeyError,
+    InvalidKeyError,
     KeyNotFoundError,
     NotAStoreError,
     ReadOnlyError,
@@ -121,7 +122,12 @@ class Backend(abc.ABC):
         images = validation.check_images(images, batch=True)
         labels = validation.check_labels(labels, len(images))
         if ids is None:
-            ids = np.arange(len(images), dtype=np.int64) + self._next_id()
+            first = self._next_id()
+            if first + len(images) - 1 > validation.MAX_ID:  # int64 arithmetic would wrap
+                raise InvalidKeyError(
+                    f"the store at '{self.path}' holds id {first - 1}, so {len(images)} more "
+                    "images would get ids past 2**63 - 1; pass their ids explicitly")
+            ids = np.arange(first, first + len(images), dtype=np.int64)
         else:
             ids = validation.check_ids(ids, len(images))
         if len(np.unique(ids)) != len(ids):
