@@ -137,7 +137,7 @@ class Backend(abc.ABC):
         self._accept_shape(images.shape[1:])
         self._guarded_write(self._write_many, ids, images, labels, overwrite)
         if self.durable:
-            self._sync()
+            self._guarded_write(self._sync)
         return ids
 
     def write_one(self, key: int, image, label: int, *, overwrite: bool = False) -> None:
@@ -190,10 +190,10 @@ class Backend(abc.ABC):
             return
         try:
             if self.mode != "r" and self.durable and self._pid == os.getpid():
-                self._sync()
+                self._guarded_write(self._sync)
         finally:
             self._closed = True
-            self._close()
+            self._guarded_write(self._close)
 
     @property
     def closed(self) -> bool:
@@ -243,7 +243,7 @@ class Backend(abc.ABC):
     def _guarded_write(self, write, *args) -> None:
         try:
             write(*args)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for failed flushes
             translated = translate_os_error(error, self.path)
             if translated is error:
                 raise

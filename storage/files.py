@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import json
 import os
+import re
+import weakref
 from pathlib import Path
 
 from storage.errors import ReadOnlyError, StorageFullError
@@ -63,16 +66,65 @@ def _syncfs(descriptor: int) -> int:
         return -1
 
 
-def translate_os_error(error: OSError, path: Path) -> Exception:
+def translate_os_error(error: Exception, path: Path) -> Exception:
     """Our typed error for a failed write, or the original when it is something else."""
-    if error.errno in _FULL_ERRNOS:
+    code = error_number(error)
+    if code in _FULL_ERRNOS:
         return StorageFullError(
-            f"no space left to write the store at '{path}' ({os.strerror(error.errno)}); "
+            f"no space left to write the store at '{path}' ({os.strerror(code)}); "
             "what was committed before is intact: free space and write again"
         )
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return ReadOnlyError(
-            f"cannot write the store at '{path}': {os.strerror(error.errno)}; "
+            f"cannot write the store at '{path}': {os.strerror(code)}; "
             "check the directory's permissions or open it with mode='r'"
         )
     return error
+
+
+def error_number(error: Exception) -> int | None:
+    """The errno behind ``error``; h5py and LMDB give it only in the message."""
+    if getattr(error, "errno", None) is not None:
+        return error.errno
+    found = re.search(r"errno = (\d+)", str(error))
+    if found:
+        return int(found.group(1))
+    names = {os.strerror(code): code for code in (*_FULL_ERRNOS, errno.EACCES, errno.EROFS)}
+    return next((code for name, code in names.items() if name in str(error)), None)
+
+
+class WriterLock:
+    """An exclusive lock on a store directory: one writer per store.
+
+    Another process or store object asking for it gets ReadOnlyError. The kernel drops
+    it with the process, so a killed writer never leaves a stale one behind, and a
+    forked child lets go of its copy at once (the parent keeps the lock).
+    """
+
+    def __init__(self, path: Path):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise ReadOnlyError(
+                f"another process or store object is writing the store at '{path}'; close "
+                "it first, or open this one with mode='r'") from None
+        self._descriptor: int | None = descriptor
+        _writer_locks.add(self)
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+
+_writer_locks: weakref.WeakSet[WriterLock] = weakref.WeakSet()
+
+
+def _release_writer_locks_in_child() -> None:
+    for lock in list(_writer_locks):
+        lock.release()
+
+
+os.register_at_fork(after_in_child=_release_writer_locks_in_child)

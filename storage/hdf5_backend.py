@@ -1,103 +1,196 @@
-"""HDF5: one resizable images dataset in native uint8, labels and ids beside it.
+"""HDF5: one resizable images dataset in native uint8, labels, ids and checksums beside it.
 
 Layout of a store directory::
 
     store.json    {"format": "image-store", "backend": "hdf5", "image_shape": [H, W, C], ...}
-    images.h5
+    images.h5     HDF5 1.10 file format (what SWMR needs; HDF5 >= 1.10 reads it)
       /images     uint8 (N, H, W, C), chunks of whole images (about 192 KiB), resizable
       /labels     int64 (N,)
+      /crcs       uint32 (N,): CRC-32 of id, label and pixels (see ``storage.checksums``)
       /ids        int64 (N,): row i holds the id of images[i] and labels[i]
 
 ``/ids`` is the commit record: its length is the number of committed images.
-A batch is written to ``/images`` and ``/labels`` first and ``/ids`` grows last,
-so rows past its length are leftovers of an interrupted write, ignored and
-trimmed when the store is next opened for writing. Overwrites rewrite rows in
-place. Plain h5py reads it: ``h5py.File(".../images.h5")["images"][:100]``.
+A batch is written to ``/images``, ``/labels`` and ``/crcs`` and flushed, and
+only then does ``/ids`` grow, so rows past its length are leftovers of an
+interrupted write: ignored, and written over by the next batch. Overwrites
+rewrite rows in place. Plain h5py reads it:
+``h5py.File(".../images.h5", "r", swmr=True)["images"][:100]``.
+
+What survives a crash. The file is written in SWMR mode (single writer,
+multiple readers): HDF5 then orders its metadata writes so that the file on
+disk is readable at every instant. That lets readers in other processes read
+while a writer appends, and it is why a killed writer leaves a readable file.
+A new store's first batch goes into a new file that is renamed into place. A
+killed writer leaves HDF5's "open for writing" flags set; the next writer
+clears them, as ``h5clear -s`` would (it holds the store's writer lock, so the
+old writer is gone). Every acknowledged batch survives a kill. An overwrite cut
+short by a kill can leave the overwritten images torn: their CRC reports that
+as CorruptStoreError, never as pixels. A reader that opens the file between a
+full disk and the writer's next open gets CorruptStoreError: HDF5 refuses a
+file shorter than its header says, and only the writer extends it.
+HDF5 does not fsync; ``durable`` stores fsync after each ``write_many`` and at close.
 """
 from __future__ import annotations
 
 import os
+import struct
+import weakref
 
 import h5py
+import imagecodecs
 import numpy as np
 
 from storage.base import Backend
-from storage.errors import CorruptStoreError
+from storage.checksums import image_crcs, verify_crcs
+from storage.errors import CorruptStoreError, ReadOnlyError
+from storage.files import WriterLock, fsync_directory, translate_os_error
 from storage.row_index import RowIndex
 
 FILE = "images.h5"
 _CHUNK_BYTES = 192 * 1024
 _SPAN_FACTOR = 4  # read a covering range when it is at most this many times the rows asked
+_LIBVER = ("v110", "latest")  # the oldest file format that supports SWMR
+_ROW_DATASETS = ("images", "labels", "crcs")  # written and flushed before "ids" commits them
+_H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises on bad files
+_writers = weakref.WeakSet()  # stores open for writing in this process
 
 
 class Hdf5Backend(Backend):
     name = "hdf5"
 
     def _open(self, create: bool) -> None:
-        file_path = self.path / FILE
+        self._file_path = self.path / FILE
+        self._writer_lock = None
+        if self.mode != "r":
+            self._writer_lock = WriterLock(self.path)
+            _writers.add(self)
         try:
-            self._file = h5py.File(file_path, "r" if self.mode == "r" else "a")
-        except OSError as error:
-            raise CorruptStoreError(f"cannot open '{file_path}' as HDF5: {error}") from error
+            if create or (self.mode != "r" and not self._file_path.exists()
+                          and self._read_marker_shape() is None):  # killed while creating
+                _write_new_file(self._file_path, None, self.durable)
+            self._file = self._open_file()
+        except BaseException:
+            self._release_writer_lock()
+            raise
+        try:
+            self._load_index()
+        except BaseException:
+            self._close()
+            raise
+
+    def _open_file(self) -> h5py.File:
+        """The file in SWMR mode: read while a writer appends, write while others read."""
         self._images = None  # looked up once: h5py's name lookup costs more than a small read
         self._one_image_space = None
-        self._load_index()
+        path = self._file_path
+        access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        access.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_LATEST)
+        # HDF5's own lock would keep readers and the writer apart; SWMR needs no lock
+        # for that, and WriterLock keeps writers to one.
+        access.set_file_locking(False, False)
+        try:
+            if self.mode == "r":
+                flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
+            else:
+                _remove_if_present(_new_file_path(path))  # the rest of a killed first batch
+                _recover_from_killed_writer(path)
+                flags = h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE
+            return h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=access))
+        except FileNotFoundError:
+            raise CorruptStoreError(
+                f"the HDF5 store at '{self.path}' has no {FILE}; it is damaged") from None
+        except OSError as error:
+            translated = translate_os_error(error, self.path)
+            if translated is not error:
+                raise translated from error
+            if "already open" in str(error):
+                raise ReadOnlyError(
+                    f"'{path}' is open in this process with other access; close the other "
+                    "store objects on it first") from error
+            raise CorruptStoreError(f"cannot open '{path}' as HDF5: {error}") from error
 
     def _load_index(self) -> None:
         if "ids" not in self._file:
-            self._index, self._labels = RowIndex(np.zeros(0, np.int64)), np.zeros(0, np.int64)
+            self._index = RowIndex(np.zeros(0, np.int64))
+            self._labels, self._crcs = np.zeros(0, np.int64), np.zeros(0, np.uint32)
             return
         try:
             ids = self._file["ids"][:]
             count = len(ids)
             labels = self._file["labels"][:count]
+            crcs = self._file["crcs"][:count]
             stored_rows = self._file["images"].shape[0]
-        except (KeyError, OSError) as error:
+        except _H5PY_ERRORS as error:
             raise CorruptStoreError(f"the HDF5 store at '{self.path}' is damaged: {error}") from error
-        if len(labels) < count or stored_rows < count:
+        if min(len(labels), len(crcs), stored_rows) < count:
             raise CorruptStoreError(
-                f"the HDF5 store at '{self.path}' has {count} ids but only {len(labels)} labels "
-                f"and {stored_rows} images; it is damaged")
-        if self.mode != "r" and (len(labels) > count or stored_rows > count):
-            self._file["labels"].resize(count, axis=0)  # an interrupted batch: drop it
-            self._file["images"].resize(count, axis=0)
-        self._index, self._labels = RowIndex(ids), labels.astype(np.int64)
+                f"the HDF5 store at '{self.path}' has {count} ids but only {len(labels)} labels, "
+                f"{len(crcs)} checksums and {stored_rows} images; it is damaged")
+        self._index, self._labels, self._crcs = RowIndex(ids), labels.astype(np.int64), crcs
 
     def _close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        finally:
+            self._release_writer_lock()
+
+    def _release_writer_lock(self) -> None:
+        _writers.discard(self)
+        if self._writer_lock is not None:
+            self._writer_lock.release()
+            self._writer_lock = None
+
+    def _after_fork(self) -> None:
+        # _disarm_in_child pointed a writer's file at /dev/null; close this process's
+        # copy and open the file afresh (HDF5 would otherwise hand back the copy).
+        try:
+            self._file.close()
+        except _H5PY_ERRORS:
+            pass  # a writer's last flush went to /dev/null, as it should
+        self._open(create=False)
 
     # ---- writing -------------------------------------------------------------------------
-    def _create_datasets(self, shape) -> None:
-        chunk_rows = max(1, _CHUNK_BYTES // int(np.prod(shape)))
-        self._file.create_dataset("images", (0, *shape), np.uint8, maxshape=(None, *shape),
-                                  chunks=(chunk_rows, *shape))
-        for name in ("labels", "ids"):
-            self._file.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(16384,))
-
     def _write_many(self, ids, images, labels, overwrite) -> None:
-        if "images" not in self._file:
-            self._create_datasets(images.shape[1:])
         rows, found = self._index.rows(ids)
+        if found.any() and not overwrite:
+            self._raise_duplicates(ids[found])
+        crcs = image_crcs(ids, labels, images)
+        if "ids" not in self._file:
+            self._write_first_batch(ids, images, labels, crcs)
+            return
         if found.any():
-            if not overwrite:
-                self._raise_duplicates(ids[found])
             order = np.argsort(rows[found])  # h5py writes lists of rows in increasing order
-            self._file["images"][rows[found][order]] = images[found][order]
-            self._file["labels"][rows[found][order]] = labels[found][order]
-            self._labels[rows[found]] = labels[found]
+            for name, values in zip(_ROW_DATASETS, (images, labels, crcs)):
+                self._file[name][rows[found][order]] = values[found][order]
         new = ~found
         if new.any():
+            new_ids, new_labels, new_crcs = ids, labels, crcs
             if found.any():  # boolean indexing copies: only pay for it when ids were mixed
-                images, labels, ids = images[new], labels[new], ids[new]
-            start, stop = len(self._index), len(self._index) + len(ids)
-            for name, values in (("images", images), ("labels", labels),
-                                 ("ids", ids)):  # ids last: the commit record
+                images, new_labels, new_ids, new_crcs = images[new], labels[new], ids[new], crcs[new]
+            start, stop = len(self._index), len(self._index) + len(new_ids)
+            for name, values in zip(_ROW_DATASETS, (images, new_labels, new_crcs)):
                 dataset = self._file[name]
-                dataset.resize(stop, axis=0)
+                if dataset.shape[0] < stop:  # it may be longer after an interrupted write
+                    dataset.resize(stop, axis=0)
                 dataset[start:stop] = values
-            self._index = self._index.appended(ids)
-            self._labels = np.concatenate([self._labels, labels])
+            self._file.flush()  # the rows reach the file before the ids that commit them
+            self._file["ids"].resize(stop, axis=0)
+            self._file["ids"][start:stop] = new_ids
         self._file.flush()
+        # Committed: only now does this object believe it.
+        self._labels[rows[found]] = labels[found]
+        self._crcs[rows[found]] = crcs[found]
+        if new.any():
+            self._index = self._index.appended(new_ids)
+            self._labels = np.concatenate([self._labels, new_labels])
+            self._crcs = np.concatenate([self._crcs, new_crcs])
+
+    def _write_first_batch(self, ids, images, labels, crcs) -> None:
+        """A new store's first batch: a whole new file, renamed over the empty one."""
+        _write_new_file(self._file_path, (ids, images, labels, crcs), self.durable)
+        self._file.close()
+        self._file = self._open_file()
+        self._load_index()
 
     def _sync(self) -> None:
         self._file.flush()
@@ -108,6 +201,13 @@ class Hdf5Backend(Backend):
         row = self._index.row(key)
         if row is None:
             self._raise_missing([key])
+        try:
+            image = self._read_row(row)
+        except _H5PY_ERRORS as error:
+            raise CorruptStoreError(f"cannot read id {key} from {self._where()}: {error}") from error
+        return image[0], int(self._verified(np.array([key]), np.array([row]), image)[0])
+
+    def _read_row(self, row: int) -> np.ndarray:
         # The low-level read skips h5py's slicing machinery, several times the read itself.
         dataset = self._file["images"] if self._images is None else self._images
         self._images = dataset
@@ -117,13 +217,20 @@ class Hdf5Backend(Backend):
         file_space.select_hyperslab((row, 0, 0, 0), (1, *self.image_shape))
         image = np.empty((1, *self.image_shape), np.uint8)
         dataset.id.read(self._one_image_space, file_space, image)
-        return image[0], int(self._labels[row])
+        return image
 
     def _read_many(self, ids):
         rows, found = self._index.rows(ids)
         if not found.all():
             self._raise_missing(ids[~found])
-        images = np.empty((len(ids), *self.image_shape), np.uint8)
+        try:
+            images = self._read_rows(rows)
+        except _H5PY_ERRORS as error:
+            raise CorruptStoreError(f"cannot read images from {self._where()}: {error}") from error
+        return images, self._verified(ids, rows, images)
+
+    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+        images = np.empty((len(rows), *self.image_shape), np.uint8)
         dataset = self._file["images"]
         first, last = int(rows.min()), int(rows.max())
         if last - first == len(rows) - 1 and np.all(np.diff(rows) == 1):
@@ -135,10 +242,126 @@ class Hdf5Backend(Backend):
         else:
             for i, row in enumerate(rows.tolist()):
                 dataset.read_direct(images, np.s_[row], np.s_[i])
-        return images, self._labels[rows]
+        return images
+
+    def _verified(self, ids, rows, images) -> np.ndarray:
+        """The labels of ``rows``, once the images read from them pass their CRCs."""
+        try:
+            verify_crcs(ids, self._labels[rows], images, self._crcs[rows], self._where())
+        except CorruptStoreError:
+            if self.mode != "r":
+                raise
+            # Another process may have overwritten these rows since this one loaded them.
+            self._reload_rows(rows)
+            verify_crcs(ids, self._labels[rows], images, self._crcs[rows], self._where())
+        return self._labels[rows]
+
+    def _reload_rows(self, rows) -> None:
+        rows = np.unique(rows)
+        try:
+            for name, loaded in (("labels", self._labels), ("crcs", self._crcs)):
+                self._file[name].refresh()
+                loaded[rows] = self._file[name][rows]
+        except _H5PY_ERRORS:
+            pass  # the check that follows reports the damage
+
+    def _where(self) -> str:
+        return f"the HDF5 store at '{self.path}'"
 
     def _ids(self):
         return self._index.sorted_ids
 
     def _count(self):
         return len(self._index)
+
+
+def _new_file_path(path):
+    return path.with_name(path.name + ".new")
+
+
+def _write_new_file(path, batch, durable: bool) -> None:
+    """Write a complete file beside ``path`` and rename it into place: never half a file."""
+    new_path = _new_file_path(path)
+    try:
+        with h5py.File(new_path, "w", libver=_LIBVER, locking=False) as file:
+            if batch is not None:
+                ids, images, labels, crcs = batch
+                shape = images.shape[1:]
+                chunk_rows = max(1, _CHUNK_BYTES // int(np.prod(shape)))
+                file.create_dataset("images", data=images, maxshape=(None, *shape),
+                                    chunks=(chunk_rows, *shape))
+                for name, values in (("labels", labels), ("crcs", crcs), ("ids", ids)):
+                    file.create_dataset(name, data=values, maxshape=(None,), chunks=(16384,))
+        if durable:
+            with open(new_path, "rb+") as written:
+                os.fsync(written.fileno())
+    except BaseException:
+        _remove_if_present(new_path)
+        raise
+    os.replace(new_path, path)
+    if durable:
+        fsync_directory(path.parent)
+
+
+def _remove_if_present(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# Superblock versions 2 and 3 (HDF5 file format specification, "Superblock"): signature,
+# version, sizes of offsets and lengths, status flags, base / extension / end-of-file /
+# root addresses, checksum.
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_SUPERBLOCK = struct.Struct("<8sBBBBQQQQI")
+_WRITER_FLAGS = 0x1 | 0x4  # open for writing, open for SWMR writing
+
+
+def _recover_from_killed_writer(path) -> None:
+    """Undo what a killed writer leaves: its status flags, a file shorter than its header.
+
+    ``h5clear -s`` clears the flags the same way. Called only under the store's writer
+    lock, so the writer that set them is gone.
+    """
+    with open(path, "rb+") as file:
+        raw = file.read(_SUPERBLOCK.size)
+        if len(raw) < _SUPERBLOCK.size:
+            return  # h5py says what is wrong with it
+        (signature, version, offset_size, length_size, flags, base, extension, end,
+         root, checksum) = _SUPERBLOCK.unpack(raw)
+        if signature != _SIGNATURE or version not in (2, 3) or offset_size != 8:
+            return
+        if imagecodecs.h5checksum_metadata(raw[:-4]) != checksum:
+            return  # damaged: h5py will refuse it
+        if flags & _WRITER_FLAGS:
+            cleared = _SUPERBLOCK.pack(signature, version, offset_size, length_size,
+                                       flags & ~_WRITER_FLAGS, base, extension, end, root, 0)
+            file.seek(0)
+            file.write(cleared[:-4] + struct.pack("<I", imagecodecs.h5checksum_metadata(
+                cleared[:-4])))
+        # Space HDF5 had reserved at the end but not yet written (a full disk, a kill).
+        if os.fstat(file.fileno()).st_size < base + end:
+            os.ftruncate(file.fileno(), base + end)
+
+
+def _disarm_in_child() -> None:
+    """In a forked child: the parent's writable files must never be written from here.
+
+    A close (even at exit) flushes and truncates the file to what this copy of the
+    library believes, under the parent's feet. Point the child's copies of their file
+    descriptors at /dev/null and close them there.
+    """
+    for store in list(_writers):
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        try:
+            os.dup2(devnull, store._file.id.get_vfd_handle())
+            store._file.close()
+        except (*_H5PY_ERRORS, AttributeError):
+            pass  # the flush failed on /dev/null, as it should; or it was not open
+        finally:
+            os.close(devnull)
+        store._release_writer_lock()
+
+
+os.register_at_fork(after_in_child=_disarm_in_child)

@@ -30,7 +30,7 @@ import numpy as np
 
 from storage.base import Backend
 from storage.errors import CorruptStoreError
-from storage.files import fsync_directory, sync_filesystem
+from storage.files import WriterLock, fsync_directory, sync_filesystem
 from storage.parallel import for_each_slice
 from storage.row_index import RowIndex
 
@@ -72,10 +72,22 @@ class PngBackend(Backend):
     def _open(self, create: bool) -> None:
         self._table = self.path / TABLE
         self._image_dir = self.path / IMAGES
-        if create:
+        # One writer: two would interleave their rows, and one cuts off the other's.
+        self._writer_lock = WriterLock(self.path) if self.mode != "r" else None
+        try:
+            self._open_table(create)
+        except BaseException:
+            self._close()
+            raise
+
+    def _open_table(self, create: bool) -> None:
+        if create or (self.mode != "r" and not self._table.exists()
+                      and self._read_marker_shape() is None):  # killed while creating
             self._image_dir.mkdir(exist_ok=True)
-            with open(self._table, "wb") as table:
+            new_table = self._table.with_name(TABLE + ".new")
+            with open(new_table, "wb") as table:
                 table.write(HEADER)
+            os.replace(new_table, self._table)  # a table is whole, header and all
             fsync_directory(self.path)
         ids, labels, files = self._load_table()
         self._index = RowIndex(ids)
@@ -85,7 +97,8 @@ class PngBackend(Backend):
             self._remove_uncommitted_files()
 
     def _close(self) -> None:
-        pass
+        if self._writer_lock is not None:
+            self._writer_lock.release()
 
     # ---- the label table ---------------------------------------------------------------
     def _load_table(self):
@@ -96,8 +109,12 @@ class PngBackend(Backend):
                 f"the PNG store at '{self.path}' has no {TABLE}; it is damaged") from None
         if not content.startswith(HEADER):
             raise CorruptStoreError(f"'{self._table}' does not start with the header {HEADER!r}")
-        # A last line without its newline was cut short by a crash: not committed.
-        lines = content[len(HEADER):content.rfind(b"\n") + 1].splitlines()
+        # A last line without its newline was cut short by a crash: not committed. A
+        # writer cuts it off, or the next row appended would be glued to it.
+        committed = content.rfind(b"\n") + 1
+        if committed < len(content) and self.mode != "r":
+            os.truncate(self._table, committed)
+        lines = content[len(HEADER):committed].splitlines()
         latest: dict[int, tuple[int, bytes]] = {}
         for number, line in enumerate(lines, start=2):
             key, label, file = self._parse_row(line, number)
@@ -121,8 +138,16 @@ class PngBackend(Backend):
 
     def _append_rows(self, ids, labels, files) -> None:
         rows = "".join(f"{key},{label},{file}\n" for key, label, file in zip(ids, labels, files))
-        with open(self._table, "ab") as table:
-            table.write(rows.encode())
+        descriptor = os.open(self._table, os.O_WRONLY | os.O_APPEND)
+        try:
+            end = os.lseek(descriptor, 0, os.SEEK_END)
+            try:
+                _write_all(descriptor, rows.encode())
+            except OSError:
+                os.ftruncate(descriptor, end)  # no half row left to swallow the next one
+                raise
+        finally:
+            os.close(descriptor)
 
     def _remove_uncommitted_files(self) -> None:
         named = set(self._files)
@@ -232,11 +257,15 @@ def compression_for(image_shape, block_size: int) -> int:
 def _write_file(path: str, content: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(descriptor, view):]
+        _write_all(descriptor, content)
     finally:
         os.close(descriptor)
+
+
+def _write_all(descriptor: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:
+        view = view[os.write(descriptor, view):]
 
 
 def _read_file(path: str) -> bytes:
