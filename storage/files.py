@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import weakref
 from pathlib import Path
 
@@ -80,6 +81,19 @@ def translate_os_error(error: Exception, path: Path) -> Exception:
             "check the directory's permissions or open it with mode='r'"
         )
     return error
+
+
+def storage_looks_full(file: Path, size: int) -> bool:
+    """Whether writing ``size`` more bytes to ``file`` would meet a full disk or RLIMIT_FSIZE."""
+    stats = os.statvfs(file.parent)
+    if stats.f_bavail * stats.f_frsize < size:
+        return True
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    try:
+        length = os.path.getsize(file)
+    except OSError:
+        length = 0
+    return limit != resource.RLIM_INFINITY and length + size >= limit
 
 
 def error_number(error: Exception) -> int | None:

@@ -17,6 +17,8 @@ pick the new size up without help.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import struct
 
 import lmdb
@@ -24,7 +26,8 @@ import numpy as np
 
 from storage import lmdb_env
 from storage.base import Backend
-from storage.errors import CorruptStoreError, ReadersFullError, StoreError
+from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
+from storage.files import storage_looks_full, translate_os_error
 from storage.lmdb_chunk import Chunk
 
 _CHUNK_BYTES = 256 * 1024  # a chunk fills about 64 LMDB pages
@@ -77,27 +80,61 @@ class LmdbBackend(Backend):
 
     # ---- transactions --------------------------------------------------------------------
     def _read_txn(self):
+        stale_slots_cleared = False
         while True:
             try:
                 return self._env.begin(buffers=True)
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)  # another process grew the map: adopt its size
             except lmdb.ReadersFullError as error:
+                # Slots of killed processes stay taken until someone clears them.
+                if not stale_slots_cleared and self._env.reader_check() > 0:
+                    stale_slots_cleared = True
+                    continue
                 raise ReadersFullError(
                     f"all LMDB reader slots of '{self.path}' are taken ({error}); close "
                     "stores or transactions you no longer need, or use fewer readers") from error
 
-    def _write_txn(self, work) -> None:
-        """Run ``work(txn)`` in one transaction, growing the map until it fits."""
+    @contextlib.contextmanager
+    def _reading(self):
+        """A read transaction; LMDB's own complaints about the file become CorruptStoreError."""
+        try:
+            with self._read_txn() as txn:
+                yield txn
+        except (lmdb.MapResizedError, lmdb.ReadersFullError):
+            raise
+        except lmdb.Error as error:
+            raise CorruptStoreError(
+                f"cannot read the LMDB store at '{self.path}' ({error}); it is damaged") from error
+
+    def _write_txn(self, work, size: int = 0) -> None:
+        """Run ``work(txn)`` in one transaction of about ``size`` bytes, growing the map to fit."""
         while True:
             try:
                 with self._env.begin(write=True) as txn:
                     work(txn)
                 return
             except lmdb.MapFullError:
-                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+                info, page = self._env.info(), self._env.stat()["psize"]
+                used = (info["last_pgno"] + 1) * page
+                self._env.set_mapsize(max(2 * info["map_size"], 2 * (used + size)))
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
+            except lmdb.Error as error:
+                raise self._write_error(error, size) from error
+
+    def _write_error(self, error: lmdb.Error, size: int) -> Exception:
+        """Our typed error for a failed commit: LMDB reports a short write as EIO."""
+        translated = translate_os_error(error, self.path)
+        if translated is not error:
+            return translated
+        if isinstance(error, lmdb.ReadonlyError):
+            return translate_os_error(PermissionError(errno.EACCES, str(error)), self.path)
+        if "Input/output error" in str(error) and storage_looks_full(self.path / "data.mdb", size):
+            return StorageFullError(
+                f"no space left to write the store at '{self.path}' ({error}); what was "
+                "committed before is intact: free space and write again")
+        return error
 
     def _meta(self, txn, key: bytes, layout: struct.Struct):
         value = txn.get(key, db=self._meta_db)
@@ -145,7 +182,7 @@ class LmdbBackend(Backend):
             count = (self._meta(txn, b"count", _U64) or (0,))[0]
             txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
 
-        self._write_txn(work)
+        self._write_txn(work, images.nbytes)
 
     def _sync(self) -> None:
         self._env.sync(True)
@@ -155,7 +192,7 @@ class LmdbBackend(Backend):
         return f"chunk {number} of the LMDB store at '{self.path}'"
 
     def _read_one(self, key):
-        with self._read_txn() as txn:
+        with self._reading() as txn:
             if self.image_shape is None:
                 self._raise_missing([key])
             chunk_images = self._chunk_size(txn)
@@ -174,7 +211,7 @@ class LmdbBackend(Backend):
             self._raise_missing(ids)
         images = np.empty((len(ids), *self.image_shape), np.uint8)
         labels = np.empty(len(ids), np.int64)
-        with self._read_txn() as txn:
+        with self._reading() as txn:
             chunk_images = self._chunk_size(txn)
             chunk_numbers = ids // chunk_images
             order = np.argsort(chunk_numbers, kind="stable")
@@ -196,7 +233,7 @@ class LmdbBackend(Backend):
 
     def _ids(self):
         parts = []
-        with self._read_txn() as txn:
+        with self._reading() as txn:
             if self.image_shape is None:
                 return np.zeros(0, np.int64)
             chunk_images = self._chunk_size(txn)
@@ -207,11 +244,11 @@ class LmdbBackend(Backend):
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def _count(self):
-        with self._read_txn() as txn:
+        with self._reading() as txn:
             return (self._meta(txn, b"count", _U64) or (0,))[0]
 
     def _next_id(self):
-        with self._read_txn() as txn:
+        with self._reading() as txn:
             cursor = txn.cursor(db=self._chunks_db)
             if not cursor.last():
                 return 0
