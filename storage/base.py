@@ -209,10 +209,10 @@ class Backend(abc.ABC):
         state = "closed" if self._closed else f"mode={self.mode!r}"
         return f"<{type(self).__name__} '{self.path}' {state}>"
 
-    # Pickling sends the path, not handles: the receiving process opens its own.
+    # Pickling sends the path, not handles: the receiving process opens its own, for
+    # reading (it is a worker; a second writer would meet the first one's lock).
     def __getstate__(self):
-        return {"path": str(self.path), "mode": "r" if self.mode == "r" else "a",
-                "durable": self.durable}
+        return {"path": str(self.path), "mode": "r", "durable": self.durable}
 
     def __setstate__(self, state) -> None:
         self.__init__(state["path"], state["mode"], durable=state["durable"])

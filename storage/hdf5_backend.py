@@ -64,11 +64,13 @@ class Hdf5Backend(Backend):
         if self.mode != "r":
             self._writer_lock = WriterLock(self.path)
             _writers.add(self)
+        # A store whose creation was cut short holds nothing: readers see it empty,
+        # the next writer finishes creating it.
+        unfinished = not self._file_path.exists() and self._read_marker_shape() is None
         try:
-            if create or (self.mode != "r" and not self._file_path.exists()
-                          and self._read_marker_shape() is None):  # killed while creating
+            if create or (unfinished and self.mode != "r"):
                 _write_new_file(self._file_path, None, self.durable)
-            self._file = self._open_file()
+            self._file = None if unfinished and self.mode == "r" else self._open_file()
         except BaseException:
             self._release_writer_lock()
             raise
@@ -110,11 +112,14 @@ class Hdf5Backend(Backend):
             raise CorruptStoreError(f"cannot open '{path}' as HDF5: {error}") from error
 
     def _load_index(self) -> None:
-        if "ids" not in self._file:
+        if self._file is None or "ids" not in self._file:
             self._index = RowIndex(np.zeros(0, np.int64))
             self._labels, self._crcs = np.zeros(0, np.int64), np.zeros(0, np.uint32)
             return
         try:
+            if self.mode == "r":  # another store object in this process may share the file
+                for name in ("ids", *_ROW_DATASETS):
+                    self._file[name].refresh()
             ids = self._file["ids"][:]
             count = len(ids)
             labels = self._file["labels"][:count]
@@ -130,7 +135,8 @@ class Hdf5Backend(Backend):
 
     def _close(self) -> None:
         try:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
         finally:
             self._release_writer_lock()
 
@@ -144,7 +150,8 @@ class Hdf5Backend(Backend):
         # _disarm_in_child pointed a writer's file at /dev/null; close this process's
         # copy and open the file afresh (HDF5 would otherwise hand back the copy).
         try:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
         except _H5PY_ERRORS:
             pass  # a writer's last flush went to /dev/null, as it should
         self._open(create=False)

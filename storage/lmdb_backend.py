@@ -67,6 +67,12 @@ class LmdbBackend(Backend):
                                          writable=self.mode != "r")
             self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")
             self._chunks_db = self._env.open_db(b"chunks", create=self.mode != "r")
+        except lmdb.NotFoundError:
+            if self._read_marker_shape() is not None:
+                raise CorruptStoreError(
+                    f"the LMDB store at '{self.path}' lacks its databases; it is damaged") from None
+            # Its creation was cut short: it holds nothing, and the next writer finishes it.
+            self._meta_db = self._chunks_db = None
         except lmdb.Error as error:
             raise CorruptStoreError(
                 f"cannot open the LMDB environment at '{self.path}': {error}") from error

@@ -81,15 +81,20 @@ class PngBackend(Backend):
             raise
 
     def _open_table(self, create: bool) -> None:
-        if create or (self.mode != "r" and not self._table.exists()
-                      and self._read_marker_shape() is None):  # killed while creating
+        # A store whose creation was cut short holds nothing: readers see it empty,
+        # the next writer finishes creating it.
+        unfinished = not self._table.exists() and self._read_marker_shape() is None
+        if create or (unfinished and self.mode != "r"):
             self._image_dir.mkdir(exist_ok=True)
             new_table = self._table.with_name(TABLE + ".new")
             with open(new_table, "wb") as table:
                 table.write(HEADER)
             os.replace(new_table, self._table)  # a table is whole, header and all
             fsync_directory(self.path)
-        ids, labels, files = self._load_table()
+        if unfinished and self.mode == "r":
+            ids, labels, files = np.zeros(0, np.int64), np.zeros(0, np.int64), []
+        else:
+            ids, labels, files = self._load_table()
         self._index = RowIndex(ids)
         self._labels = labels
         self._files = files
