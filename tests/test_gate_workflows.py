@@ -30,7 +30,8 @@ def test_every_action_is_pinned_to_a_commit():
         uses = re.findall(r"uses:\s*(\S+)", workflow.read_text())
         assert uses, workflow
         for action in uses:
-            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), f"{workflow.name}: {action}"
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), \
+                f"{workflow.name}: {action}"
 
 
 def test_both_workflows_cache_pip():

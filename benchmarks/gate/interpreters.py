@@ -16,8 +16,8 @@ def requirement_lines(text: str | None) -> list[str]:
     return [line for line in lines if line]
 
 
-def needs_own_environment(side_requirements: str | None, installed_requirements: str | None) -> bool:
-    return requirement_lines(side_requirements) != requirement_lines(installed_requirements)
+def needs_own_environment(side: str | None, installed: str | None) -> bool:
+    return requirement_lines(side) != requirement_lines(installed)
 
 
 def python_for(side: str, worktree: Path, installed_requirements: str | None, scratch: Path,

@@ -31,7 +31,7 @@ PROFILES = {profile.name: profile for profile in (
             pairs=6, max_minutes=13),
     Profile("read", "read_many and read_single at N=1,000 and 10,000, every backend",
             ("test_read_many", "test_read_single"), (1_000, 10_000), None,
-            pairs=6, max_minutes=10),
+            pairs=12, max_minutes=10),
     # Keeps the command from rotting in .ci/run; far too small to judge anything.
     Profile("smoke", "read_many at N=100 on lmdb", ("test_read_many",), (100,), ("lmdb",),
             pairs=3, max_minutes=3),
