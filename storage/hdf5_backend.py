@@ -32,6 +32,7 @@ HDF5 does not fsync; ``durable`` stores fsync after each ``write_many`` and at c
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import weakref
@@ -42,8 +43,8 @@ import numpy as np
 
 from storage.base import Backend
 from storage.checksums import image_crcs, verify_crcs
-from storage.errors import CorruptStoreError, ReadOnlyError
-from storage.files import WriterLock, fsync_directory, translate_os_error
+from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
+from storage.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
 from storage.row_index import RowIndex
 
 FILE = "images.h5"
@@ -52,7 +53,9 @@ _SPAN_FACTOR = 4  # read a covering range when it is at most this many times the
 _LIBVER = ("v110", "latest")  # the oldest file format that supports SWMR
 _ROW_DATASETS = ("images", "labels", "crcs")  # written and flushed before "ids" commits them
 _H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises on bad files
+_ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadata
 _writers = weakref.WeakSet()  # stores open for writing in this process
+_readers: dict[str, list] = {}  # real path -> [file, its datasets, store objects reading it, path]
 
 
 class Hdf5Backend(Backend):
@@ -60,6 +63,7 @@ class Hdf5Backend(Backend):
 
     def _open(self, create: bool) -> None:
         self._file_path = self.path / FILE
+        self._shared = None
         self._writer_lock = None
         if self.mode != "r":
             self._writer_lock = WriterLock(self.path)
@@ -84,6 +88,11 @@ class Hdf5Backend(Backend):
         """The file in SWMR mode: read while a writer appends, write while others read."""
         self._images = None  # looked up once: h5py's name lookup costs more than a small read
         self._one_image_space = None
+        # Datasets stay open with the file: closing one flushes its chunks, and h5py
+        # would swallow a failure there (a full disk) and leave HDF5 in a state that
+        # may crash the next flush.
+        self._datasets: dict[str, h5py.Dataset] = {}
+        self._shared = None
         path = self._file_path
         access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
         access.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_LATEST)
@@ -92,12 +101,19 @@ class Hdf5Backend(Backend):
         access.set_file_locking(False, False)
         try:
             if self.mode == "r":
+                shared = _readers.get(os.path.realpath(path))
+                if shared is not None:
+                    return self._share(shared)
                 flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
             else:
                 _remove_if_present(_new_file_path(path))  # the rest of a killed first batch
                 _recover_from_killed_writer(path)
                 flags = h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE
-            return h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=access))
+            file = h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=access))
+            if self.mode == "r":
+                shared = _readers[os.path.realpath(path)] = [file, {}, 0, os.path.realpath(path)]
+                return self._share(shared)
+            return file
         except FileNotFoundError:
             raise CorruptStoreError(
                 f"the HDF5 store at '{self.path}' has no {FILE}; it is damaged") from None
@@ -111,6 +127,23 @@ class Hdf5Backend(Backend):
                     "store objects on it first") from error
             raise CorruptStoreError(f"cannot open '{path}' as HDF5: {error}") from error
 
+    def _share(self, shared: list) -> h5py.File:
+        """Read through this process's one handle on the file and its datasets.
+
+        HDF5 opens a file only once per process anyway; SWMR readers must then also
+        share the dataset handles, or refreshing one (to see new images) breaks reads
+        through the others ("can't insert duplicate key").
+        """
+        shared[2] += 1
+        self._shared, self._datasets = shared, shared[1]
+        return shared[0]
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        dataset = self._datasets.get(name)
+        if dataset is None:
+            dataset = self._datasets[name] = self._file[name]
+        return dataset
+
     def _load_index(self) -> None:
         if self._file is None or "ids" not in self._file:
             self._index = RowIndex(np.zeros(0, np.int64))
@@ -119,12 +152,12 @@ class Hdf5Backend(Backend):
         try:
             if self.mode == "r":  # another store object in this process may share the file
                 for name in ("ids", *_ROW_DATASETS):
-                    self._file[name].refresh()
-            ids = self._file["ids"][:]
+                    self._dataset(name).refresh()
+            ids = self._dataset("ids")[:]
             count = len(ids)
-            labels = self._file["labels"][:count]
-            crcs = self._file["crcs"][:count]
-            stored_rows = self._file["images"].shape[0]
+            labels = self._dataset("labels")[:count]
+            crcs = self._dataset("crcs")[:count]
+            stored_rows = self._dataset("images").shape[0]
         except _H5PY_ERRORS as error:
             raise CorruptStoreError(f"the HDF5 store at '{self.path}' is damaged: {error}") from error
         if min(len(labels), len(crcs), stored_rows) < count:
@@ -135,7 +168,11 @@ class Hdf5Backend(Backend):
 
     def _close(self) -> None:
         try:
-            if self._file is not None:
+            if self._shared is not None:
+                self._shared[2] -= 1
+                if self._shared[2] == 0:
+                    _forget_reader(self._shared)
+            elif self._file is not None:
                 self._file.close()
         finally:
             self._release_writer_lock()
@@ -147,13 +184,8 @@ class Hdf5Backend(Backend):
             self._writer_lock = None
 
     def _after_fork(self) -> None:
-        # _disarm_in_child pointed a writer's file at /dev/null; close this process's
-        # copy and open the file afresh (HDF5 would otherwise hand back the copy).
-        try:
-            if self._file is not None:
-                self._file.close()
-        except _H5PY_ERRORS:
-            pass  # a writer's last flush went to /dev/null, as it should
+        # _disarm_in_child closed the files this child inherited (a writer's through
+        # /dev/null); open the file afresh (HDF5 would otherwise hand back the copy).
         self._open(create=False)
 
     # ---- writing -------------------------------------------------------------------------
@@ -161,14 +193,25 @@ class Hdf5Backend(Backend):
         rows, found = self._index.rows(ids)
         if found.any() and not overwrite:
             self._raise_duplicates(ids[found])
+        # HDF5 may crash when a file whose write failed half way is closed, so a full
+        # disk is best refused before anything is written (see _reopened_after_failure).
+        if storage_looks_full(self._file_path, images.nbytes + 24 * len(ids) + _ROOM):
+            raise StorageFullError(
+                f"no room for {len(ids)} more images in the store at '{self.path}': the disk "
+                "or the file-size limit is (nearly) reached; what was committed before is "
+                "intact: free space and write again")
         crcs = image_crcs(ids, labels, images)
         if "ids" not in self._file:
             self._write_first_batch(ids, images, labels, crcs)
             return
+        with self._reopened_after_failure():
+            self._write_rows(ids, images, labels, crcs, rows, found)
+
+    def _write_rows(self, ids, images, labels, crcs, rows, found) -> None:
         if found.any():
             order = np.argsort(rows[found])  # h5py writes lists of rows in increasing order
             for name, values in zip(_ROW_DATASETS, (images, labels, crcs)):
-                self._file[name][rows[found][order]] = values[found][order]
+                self._dataset(name)[rows[found][order]] = values[found][order]
         new = ~found
         if new.any():
             new_ids, new_labels, new_crcs = ids, labels, crcs
@@ -176,13 +219,13 @@ class Hdf5Backend(Backend):
                 images, new_labels, new_ids, new_crcs = images[new], labels[new], ids[new], crcs[new]
             start, stop = len(self._index), len(self._index) + len(new_ids)
             for name, values in zip(_ROW_DATASETS, (images, new_labels, new_crcs)):
-                dataset = self._file[name]
+                dataset = self._dataset(name)
                 if dataset.shape[0] < stop:  # it may be longer after an interrupted write
                     dataset.resize(stop, axis=0)
                 dataset[start:stop] = values
             self._file.flush()  # the rows reach the file before the ids that commit them
-            self._file["ids"].resize(stop, axis=0)
-            self._file["ids"][start:stop] = new_ids
+            self._dataset("ids").resize(stop, axis=0)
+            self._dataset("ids")[start:stop] = new_ids
         self._file.flush()
         # Committed: only now does this object believe it.
         self._labels[rows[found]] = labels[found]
@@ -192,6 +235,28 @@ class Hdf5Backend(Backend):
             self._labels = np.concatenate([self._labels, new_labels])
             self._crcs = np.concatenate([self._crcs, new_crcs])
 
+    @contextlib.contextmanager
+    def _reopened_after_failure(self):
+        """After a failed write, drop what HDF5 holds in memory and open the file afresh.
+
+        That memory must never be flushed or closed normally (HDF5 can crash doing
+        it), so it goes out through /dev/null; the file on disk is then what a killed
+        writer leaves, and opens the same way. If it cannot be opened now (the disk is
+        still full), this store object is closed.
+        """
+        try:
+            yield
+        except _H5PY_ERRORS:
+            _close_through_devnull(self._file)
+            try:
+                self._file = self._open_file()
+                self._load_index()
+            except (StoreError, *_H5PY_ERRORS):
+                self._file = None
+                self._release_writer_lock()
+                self._closed = True
+            raise
+
     def _write_first_batch(self, ids, images, labels, crcs) -> None:
         """A new store's first batch: a whole new file, renamed over the empty one."""
         _write_new_file(self._file_path, (ids, images, labels, crcs), self.durable)
@@ -200,7 +265,8 @@ class Hdf5Backend(Backend):
         self._load_index()
 
     def _sync(self) -> None:
-        self._file.flush()
+        with self._reopened_after_failure():
+            self._file.flush()
         os.fsync(self._file.id.get_vfd_handle())  # flush() only hands the data to the OS
 
     # ---- reading -------------------------------------------------------------------------
@@ -208,15 +274,12 @@ class Hdf5Backend(Backend):
         row = self._index.row(key)
         if row is None:
             self._raise_missing([key])
-        try:
-            image = self._read_row(row)
-        except _H5PY_ERRORS as error:
-            raise CorruptStoreError(f"cannot read id {key} from {self._where()}: {error}") from error
+        image = self._reading(self._read_row, row)
         return image[0], int(self._verified(np.array([key]), np.array([row]), image)[0])
 
     def _read_row(self, row: int) -> np.ndarray:
         # The low-level read skips h5py's slicing machinery, several times the read itself.
-        dataset = self._file["images"] if self._images is None else self._images
+        dataset = self._dataset("images") if self._images is None else self._images
         self._images = dataset
         if self._one_image_space is None:
             self._one_image_space = h5py.h5s.create_simple((1, *self.image_shape))
@@ -230,15 +293,19 @@ class Hdf5Backend(Backend):
         rows, found = self._index.rows(ids)
         if not found.all():
             self._raise_missing(ids[~found])
+        images = self._reading(self._read_rows, rows)
+        return images, self._verified(ids, rows, images)
+
+    def _reading(self, read, rows):
+        """``read(rows)``; what h5py raises becomes CorruptStoreError."""
         try:
-            images = self._read_rows(rows)
+            return read(rows)
         except _H5PY_ERRORS as error:
             raise CorruptStoreError(f"cannot read images from {self._where()}: {error}") from error
-        return images, self._verified(ids, rows, images)
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         images = np.empty((len(rows), *self.image_shape), np.uint8)
-        dataset = self._file["images"]
+        dataset = self._dataset("images")
         first, last = int(rows.min()), int(rows.max())
         if last - first == len(rows) - 1 and np.all(np.diff(rows) == 1):
             dataset.read_direct(images, np.s_[first:last + 1])
@@ -267,8 +334,8 @@ class Hdf5Backend(Backend):
         rows = np.unique(rows)
         try:
             for name, loaded in (("labels", self._labels), ("crcs", self._crcs)):
-                self._file[name].refresh()
-                loaded[rows] = self._file[name][rows]
+                self._dataset(name).refresh()
+                loaded[rows] = self._dataset(name)[rows]
         except _H5PY_ERRORS:
             pass  # the check that follows reports the damage
 
@@ -290,7 +357,8 @@ def _write_new_file(path, batch, durable: bool) -> None:
     """Write a complete file beside ``path`` and rename it into place: never half a file."""
     new_path = _new_file_path(path)
     try:
-        with h5py.File(new_path, "w", libver=_LIBVER, locking=False) as file:
+        file = h5py.File(new_path, "w", libver=_LIBVER, locking=False)
+        try:
             if batch is not None:
                 ids, images, labels, crcs = batch
                 shape = images.shape[1:]
@@ -299,6 +367,10 @@ def _write_new_file(path, batch, durable: bool) -> None:
                                     chunks=(chunk_rows, *shape))
                 for name, values in (("labels", labels), ("crcs", crcs), ("ids", ids)):
                     file.create_dataset(name, data=values, maxshape=(None,), chunks=(16384,))
+            file.close()
+        except BaseException:
+            _close_through_devnull(file)
+            raise
         if durable:
             with open(new_path, "rb+") as written:
                 os.fsync(written.fileno())
@@ -323,13 +395,16 @@ def _remove_if_present(path) -> None:
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SUPERBLOCK = struct.Struct("<8sBBBBQQQQI")
 _WRITER_FLAGS = 0x1 | 0x4  # open for writing, open for SWMR writing
+_RECOVERY_ROOM = 1024**2  # what h5clear --increment adds by default
 
 
 def _recover_from_killed_writer(path) -> None:
-    """Undo what a killed writer leaves: its status flags, a file shorter than its header.
+    """Undo what a killed writer leaves: its status flags, and an end of file address
+    short of the space its last flush had already used.
 
-    ``h5clear -s`` clears the flags the same way. Called only under the store's writer
-    lock, so the writer that set them is gone.
+    ``h5clear -s --increment`` does the same: clear the flags, and move the end to
+    past both the old end and the file's length (by 1 MiB, never-used room). Called
+    only under the store's writer lock, so the writer that set the flags is gone.
     """
     with open(path, "rb+") as file:
         raw = file.read(_SUPERBLOCK.size)
@@ -342,6 +417,7 @@ def _recover_from_killed_writer(path) -> None:
         if imagecodecs.h5checksum_metadata(raw[:-4]) != checksum:
             return  # damaged: h5py will refuse it
         if flags & _WRITER_FLAGS:
+            end = max(end, os.fstat(file.fileno()).st_size - base) + _RECOVERY_ROOM
             cleared = _SUPERBLOCK.pack(signature, version, offset_size, length_size,
                                        flags & ~_WRITER_FLAGS, base, extension, end, root, 0)
             file.seek(0)
@@ -360,15 +436,32 @@ def _disarm_in_child() -> None:
     descriptors at /dev/null and close them there.
     """
     for store in list(_writers):
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        try:
-            os.dup2(devnull, store._file.id.get_vfd_handle())
-            store._file.close()
-        except (*_H5PY_ERRORS, AttributeError):
-            pass  # the flush failed on /dev/null, as it should; or it was not open
-        finally:
-            os.close(devnull)
+        if getattr(store, "_file", None) is not None:
+            _close_through_devnull(store._file)
         store._release_writer_lock()
+    for shared in list(_readers.values()):
+        _forget_reader(shared)
+
+
+def _forget_reader(shared: list) -> None:
+    if _readers.get(shared[3]) is shared:
+        del _readers[shared[3]]
+    try:
+        shared[0].close()
+    except _H5PY_ERRORS:
+        pass  # closed already
+
+
+def _close_through_devnull(file: h5py.File) -> None:
+    """Close ``file`` with every write of the close going to /dev/null, none to the file."""
+    devnull = os.open(os.devnull, os.O_RDWR)  # writes must succeed, or HDF5 may crash later
+    try:
+        os.dup2(devnull, file.id.get_vfd_handle())
+        file.close()
+    except _H5PY_ERRORS:
+        pass  # closed already, or the close complained: its writes went nowhere anyway
+    finally:
+        os.close(devnull)
 
 
 os.register_at_fork(after_in_child=_disarm_in_child)

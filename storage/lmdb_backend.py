@@ -65,8 +65,7 @@ class LmdbBackend(Backend):
         try:
             self._env = lmdb_env.acquire(str(self.path), map_size=self._initial_map_size,
                                          writable=self.mode != "r")
-            self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")
-            self._chunks_db = self._env.open_db(b"chunks", create=self.mode != "r")
+            self._open_databases()
         except lmdb.NotFoundError:
             if self._read_marker_shape() is not None:
                 raise CorruptStoreError(
@@ -78,6 +77,15 @@ class LmdbBackend(Backend):
                 f"cannot open the LMDB environment at '{self.path}': {error}") from error
         self._chunk_images = None
 
+    def _open_databases(self) -> None:
+        self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")
+        self._chunks_db = self._env.open_db(b"chunks", create=self.mode != "r")
+
+    def _replace_failed_environment(self) -> None:
+        self._env = lmdb_env.replace(str(self.path), self._env, map_size=self._initial_map_size,
+                                     writable=self.mode != "r")
+        self._open_databases()
+
     def _close(self) -> None:
         lmdb_env.release(str(self.path))
 
@@ -86,12 +94,17 @@ class LmdbBackend(Backend):
 
     # ---- transactions --------------------------------------------------------------------
     def _read_txn(self):
-        stale_slots_cleared = False
+        stale_slots_cleared = replaced = False
         while True:
             try:
                 return self._env.begin(buffers=True)
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)  # another process grew the map: adopt its size
+            except lmdb.PanicError:  # a commit of this process failed (a full disk, say)
+                if replaced:
+                    raise
+                self._replace_failed_environment()
+                replaced = True
             except lmdb.ReadersFullError as error:
                 # Slots of killed processes stay taken until someone clears them.
                 if not stale_slots_cleared and self._env.reader_check() > 0:
@@ -115,6 +128,7 @@ class LmdbBackend(Backend):
 
     def _write_txn(self, work, size: int = 0) -> None:
         """Run ``work(txn)`` in one transaction of about ``size`` bytes, growing the map to fit."""
+        replaced = False
         while True:
             try:
                 with self._env.begin(write=True) as txn:
@@ -126,6 +140,11 @@ class LmdbBackend(Backend):
                 self._env.set_mapsize(max(2 * info["map_size"], 2 * (used + size)))
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
+            except lmdb.PanicError as error:  # the last commit failed half way; the file is intact
+                if replaced:
+                    raise self._write_error(error, size) from error
+                self._replace_failed_environment()
+                replaced = True
             except lmdb.Error as error:
                 raise self._write_error(error, size) from error
 

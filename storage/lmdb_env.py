@@ -42,6 +42,26 @@ def release(path: str) -> None:
             entry[0].close()
 
 
+def replace(path: str, failed: lmdb.Environment, *, map_size: int,
+            writable: bool) -> lmdb.Environment:
+    """A fresh environment for ``path`` in place of ``failed``, which LMDB gave up on.
+
+    After a commit fails half way (a full disk), LMDB refuses every later
+    transaction in that environment (MDB_PANIC); the file itself is intact.
+    """
+    key = os.path.realpath(path)
+    with _lock:
+        entry = _environments.get(key)
+        if entry is None or entry[0] is not failed:
+            return entry[0] if entry else failed  # another store object replaced it already
+        try:
+            failed.close()
+        except lmdb.Error:
+            pass
+        entry[0] = _open(key, map_size, writable)
+        return entry[0]
+
+
 def _open(path: str, map_size: int, writable: bool) -> lmdb.Environment:
     # A read-only directory can still be read: without write access to lock.mdb,
     # open read-only without locking (safe only while nobody writes).
