@@ -1,0 +1,92 @@
+"""A full disk: the write fails with StorageFullError, and nothing committed is lost.
+
+The ``filler`` child writes until a write fails: past a soft RLIMIT_FSIZE (with
+SIGXFSZ ignored), or where ENOSPC is injected into one write system call
+(strace) or one ``os.write`` (PNG's writes go through it). It then reads back
+through the same store object, tries again, closes, and opens the store anew.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.reliability.faults import needs_strace, tallied
+from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill, run_child
+from tests.reliability.test_killed_writer import ATOMIC_BATCHES, DATA_FILES
+
+FULL = "StorageFullError"
+# Per backend, a file-size limit that a few batches reach: PNG's table outgrows it,
+# LMDB's data.mdb and HDF5's images.h5 do.
+LIMITS = {"png": 6_000, "lmdb": 2_000_000, "hdf5": 2_000_000}
+
+
+def fill_until_full(path, backend: str, batch: int, *options, prefix=()) -> dict:
+    fill(path, backend, range(50))
+    result = run_child("filler", path, backend, batch, *options, timeout=120, prefix=prefix)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def check_after_failure(path, backend: str, summary: dict) -> None:
+    """The failure was typed, and the store holds what was committed, as it should."""
+    assert summary["error"].startswith(FULL), summary["error"]
+    if "open" not in summary:
+        assert summary["read_after"] is None, summary["read_after"]  # same store object
+        for step in ("write_again", "close"):  # still full, or room again: both fine
+            assert summary[step] is None or summary[step].startswith(FULL), summary[step]
+        assert summary["reopen"] is None, summary["reopen"]
+    committed = dict.fromkeys([*range(50), *summary["committed"]], 0)
+    if summary.get("write_again") is None:
+        committed.update(dict.fromkeys(summary["retried"], 0))
+    if summary.get("reopen") is None and "open" not in summary:
+        committed.update(dict.fromkeys(range(10**6, 10**6 + 3), 0))
+    failed = summary["failed"] or []
+    held = assert_holds(path, committed, {key: {0} for key in failed})
+    if backend in ATOMIC_BATCHES:  # the failed batch is all there or not at all
+        assert len({key in held for key in failed}) <= 1
+    assert_accepts_writes(path, backend)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("batch", [1, 64], ids=["write_one", "write_many"])
+def test_file_size_limit(backend_name, new_store_path, batch):
+    path = new_store_path()
+    summary = fill_until_full(path, backend_name, batch, "--limit", LIMITS[backend_name])
+    with tallied("full disk: RLIMIT_FSIZE", backend_name):
+        assert summary["failed"], "the limit was never reached"
+        check_after_failure(path, backend_name, summary)
+
+
+@needs_strace
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("nth", [1, 2, 3, 5, 8, 13])
+def test_enospc_in_a_write_system_call(backend_name, new_store_path, nth):
+    """strace fails the nth write to the data file with ENOSPC (the disk is full)."""
+    path = new_store_path()
+    data_file, calls = DATA_FILES[backend_name]
+    prefix = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(path / data_file),
+              "-e", f"trace={calls}", "-e", f"inject={calls}:error=ENOSPC:when={nth}"]
+    summary = fill_until_full(path, backend_name, 64, "--writes", 6, prefix=prefix)
+    if summary["error"] is None:
+        assert len(summary["committed"]) == 6 * 64  # fewer than nth calls: nothing failed
+        return
+    with tallied("full disk: ENOSPC in a write system call", backend_name):
+        check_after_failure(path, backend_name, summary)
+
+
+# (batch, n): the n-th os.write fails. One image: odd n write its file, even n its
+# row. 64 images: n <= 64 write files, 65 the first batch's rows, 130 the second's.
+PNG_WRITES = [(1, 1), (1, 2), (1, 5), (64, 1), (64, 64), (64, 65), (64, 130)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("batch, nth", PNG_WRITES)
+def test_enospc_from_os_write_in_png(new_store_path, batch, nth):
+    """Without strace: PNG writes image files and its table through os.write."""
+    path = new_store_path()
+    summary = fill_until_full(path, "png", batch, "--writes", 3, "--enospc-at", nth)
+    with tallied("full disk: ENOSPC from os.write", "png"):
+        assert summary["failed"], "the injected error never came"
+        check_after_failure(path, "png", summary)

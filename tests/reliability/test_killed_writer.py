@@ -1,0 +1,146 @@
+"""A writer killed with SIGKILL loses nothing it acknowledged, and the store writes on.
+
+Three kinds of kill: at random moments (seeded), at named points inside the
+write path, and (with strace) at the N-th write system call to the store's data
+file. After each, every acknowledged image and label must read back
+byte-identical, nothing else may appear but the write that was cut short, and
+the store must take new writes.
+"""
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from storage.registry import our_backends
+from tests.reliability.faults import WriterSession, needs_strace, tallied
+from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill
+
+# LMDB commits a batch in one transaction, HDF5 with one extension of /ids; PNG
+# appends the batch's rows in one write, of which a kill may leave a prefix.
+ATOMIC_BATCHES = {"lmdb", "hdf5"}
+# HDF5 overwrites rows in place: a kill can leave them torn (their CRC says so).
+TORN_OVERWRITES = {"hdf5"}
+KILLED = -9
+
+
+def check_after_kill(path, backend: str, session: WriterSession, before=None,
+                     overwrite: bool = False) -> dict[int, int]:
+    """What the store holds after ``session`` was killed; asserts it lost nothing."""
+    in_flight = session.in_flight()
+    torn = set(in_flight) if overwrite and backend in TORN_OVERWRITES else set()
+    held = assert_holds(path, session.committed(before), in_flight, torn)
+    if session.begun and backend in ATOMIC_BATCHES | {"png"}:
+        keys, version = session.begun
+        landed = [held.get(key) == version for key in keys]
+        if backend in ATOMIC_BATCHES and not torn:
+            assert len(set(landed)) == 1, f"a killed batch landed in part: {landed}"
+        elif backend == "png":
+            assert landed == sorted(landed, reverse=True), "a killed batch left a gap"
+    return held
+
+
+# ---- random moments ----------------------------------------------------------------------------
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_killed_at_random_moments(backend_name, new_store_path, seed):
+    """Two writers in turn, each killed a random time after a random acknowledgement."""
+    path, rng, held = new_store_path(), np.random.default_rng(seed), {}
+    for generation in range(2):
+        session = WriterSession(path, backend_name, seed * 10 + generation, 1000)
+        session.kill_after(int(rng.integers(1, 25)), float(rng.uniform(0, 0.005)))
+        assert session.process.returncode == KILLED, session.stderr
+        with tallied("SIGKILL at a random moment", backend_name):
+            held = check_after_kill(path, backend_name, session, held)
+    assert_accepts_writes(path, backend_name)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", [21, 22])
+def test_killed_while_overwriting(backend_name, new_store_path, seed):
+    """Overwrites cut short leave each image old, new, or (HDF5 only) reported as torn."""
+    path, rng = new_store_path(), np.random.default_rng(seed)
+    fill(path, backend_name, range(300))
+    session = WriterSession(path, backend_name, seed, 1000, "--overwrite", 0, 300)
+    session.kill_after(int(rng.integers(1, 15)), float(rng.uniform(0, 0.005)))
+    assert session.process.returncode == KILLED, session.stderr
+    with tallied("SIGKILL while overwriting", backend_name):
+        check_after_kill(path, backend_name, session, dict.fromkeys(range(300), 0),
+                         overwrite=True)
+        if backend_name in TORN_OVERWRITES:  # rewriting torn images repairs them
+            fill(path, backend_name, range(300), version=7)
+            assert_holds(path, dict.fromkeys(range(300), 7))
+        assert_accepts_writes(path, backend_name)
+
+
+# ---- named points inside the write path --------------------------------------------------------
+# (point, n): kill the n-th time the point is reached; see tests/reliability/writer.py.
+COMMON_POINTS = [("after-commit", 2), ("while-creating", 1)]
+BACKEND_POINTS = {
+    "png": [("png-before-rows", 2), ("png-half-rows", 3), ("png-half-file", 40),
+            ("before-rename", 1), ("in-fsync", 1)],
+    "lmdb": [("lmdb-in-transaction", 1), ("lmdb-in-transaction", 4)],
+    "hdf5": [("hdf5-before-flush", 2), ("hdf5-after-flush", 1), ("hdf5-after-flush", 4),
+             ("before-rename", 1), ("before-rename", 2), ("in-fsync", 1)],
+}
+NEW_STORE_POINTS = {"while-creating", "before-rename"}  # reached only when creating a store
+
+
+def crash_points() -> list:
+    return [pytest.param(backend, point, nth, id=f"{backend}-{point}-{nth}")
+            for backend in our_backends()
+            for point, nth in COMMON_POINTS + BACKEND_POINTS.get(backend, [])]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend, point, nth", crash_points())
+def test_killed_at_a_crash_point(new_store_path, backend, point, nth):
+    path = new_store_path()
+    before = {}
+    if point not in NEW_STORE_POINTS:
+        fill(path, backend, range(50))
+        before = dict.fromkeys(range(50), 0)
+    session = WriterSession(path, backend, 5, 12, "--crash", f"{point}:{nth}")
+    assert session.finish() == KILLED, f"{point}:{nth} was never reached\n{session.stderr}"
+    with tallied("SIGKILL at a named crash point", backend):
+        check_after_kill(path, backend, session, before)
+        assert_accepts_writes(path, backend)
+
+
+# ---- every N-th write system call --------------------------------------------------------------
+# The file whose writes are counted, and the calls that write it.
+DATA_FILES = {"png": ("labels.csv", "write"), "lmdb": ("data.mdb", "pwrite64,pwritev,writev"),
+              "hdf5": ("images.h5", "pwrite64")}
+SYSCALL_POINTS = range(1, 60, 3)
+
+
+@needs_strace
+@pytest.mark.timeout(180)
+def test_killed_at_write_system_calls(backend_name, tmp_path):
+    """strace delivers SIGKILL as the N-th write to the data file begins."""
+    data_file, calls = DATA_FILES[backend_name]
+    pristine = tmp_path / "pristine"
+    fill(pristine, backend_name, range(50))
+
+    def kill_at(n: int):
+        path = tmp_path / f"kill-{n}"
+        shutil.copytree(pristine, path)
+        prefix = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(path / data_file),
+                  "-e", f"trace={calls}", "-e", f"inject={calls}:signal=KILL:when={n}"]
+        session = WriterSession(path, backend_name, 6, 8, prefix=prefix)
+        return path, session, session.finish()
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(kill_at, SYSCALL_POINTS))
+    killed = 0
+    for path, session, returncode in runs:
+        if returncode != KILLED:  # the writer made fewer calls than n
+            assert returncode == 0 and session.closed, session.stderr
+            continue
+        killed += 1
+        with tallied("SIGKILL at a write system call", backend_name):
+            check_after_kill(path, backend_name, session, dict.fromkeys(range(50), 0))
+            assert_accepts_writes(path, backend_name)
+    assert killed >= 2, "strace never killed the writer: is the data file name right?"
