@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from storage import validation
 from storage.errors import (
+    CorruptStoreError,
     DuplicateKeyError,
     InvalidKeyError,
     KeyNotFoundError,
@@ -326,6 +328,8 @@ class Backend(abc.ABC):
             ) from error
         if not isinstance(marker, dict) or marker.get("format") != FORMAT:
             raise NotAStoreError(f"'{self._marker_path}' is not a store marker")
+        if "crc" in marker and marker["crc"] != _marker_crc(marker):  # older markers have none
+            raise CorruptStoreError(f"'{self._marker_path}' fails its CRC; the store is damaged")
         return marker
 
     def _check_marker(self) -> None:
@@ -346,12 +350,19 @@ class Backend(abc.ABC):
         return tuple(shape)
 
     def _write_marker(self) -> None:
-        write_json_atomically(self._marker_path, {
+        marker = {
             "format": FORMAT,
             "backend": self.name,
             "version": 1,
             "image_shape": list(self._image_shape) if self._image_shape else None,
-        })
+        }
+        write_json_atomically(self._marker_path, {**marker, "crc": _marker_crc(marker)})
+
+
+def _marker_crc(marker: dict) -> int:
+    """CRC-32 of the marker's other fields: a damaged image_shape must not read as valid."""
+    fields = {key: value for key, value in marker.items() if key != "crc"}
+    return zlib.crc32(json.dumps(fields, sort_keys=True).encode())
 
 
 def backend_of(path) -> str:

@@ -33,6 +33,7 @@ HDF5 does not fsync; ``durable`` stores fsync after each ``write_many`` and at c
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import struct
 import weakref
@@ -54,6 +55,7 @@ _LIBVER = ("v110", "latest")  # the oldest file format that supports SWMR
 _ROW_DATASETS = ("images", "labels", "crcs")  # written and flushed before "ids" commits them
 _H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises on bad files
 _ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadata
+_READ_ATTEMPTS = 24  # retries of a metadata read that fails its checksum: about 20 ms in all
 _writers = weakref.WeakSet()  # stores open for writing in this process
 _readers: dict[str, list] = {}  # real path -> [file, its datasets, store objects reading it, path]
 
@@ -105,6 +107,7 @@ class Hdf5Backend(Backend):
                 if shared is not None:
                     return self._share(shared)
                 flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
+                _limit_read_attempts(access)
             else:
                 _remove_if_present(_new_file_path(path))  # the rest of a killed first batch
                 _recover_from_killed_writer(path)
@@ -117,7 +120,7 @@ class Hdf5Backend(Backend):
         except FileNotFoundError:
             raise CorruptStoreError(
                 f"the HDF5 store at '{self.path}' has no {FILE}; it is damaged") from None
-        except OSError as error:
+        except _H5PY_ERRORS as error:
             translated = translate_os_error(error, self.path)
             if translated is not error:
                 raise translated from error
@@ -145,11 +148,11 @@ class Hdf5Backend(Backend):
         return dataset
 
     def _load_index(self) -> None:
-        if self._file is None or "ids" not in self._file:
-            self._index = RowIndex(np.zeros(0, np.int64))
-            self._labels, self._crcs = np.zeros(0, np.int64), np.zeros(0, np.uint32)
-            return
         try:
+            if self._file is None or "ids" not in self._file:
+                self._index = RowIndex(np.zeros(0, np.int64))
+                self._labels, self._crcs = np.zeros(0, np.int64), np.zeros(0, np.uint32)
+                return
             if self.mode == "r":  # another store object in this process may share the file
                 for name in ("ids", *_ROW_DATASETS):
                     self._dataset(name).refresh()
@@ -441,6 +444,21 @@ def _disarm_in_child() -> None:
         store._release_writer_lock()
     for shared in list(_readers.values()):
         _forget_reader(shared)
+
+
+def _limit_read_attempts(access) -> None:
+    """Let a SWMR reader re-read metadata that fails its checksum a few times, not 100.
+
+    Each retry waits twice as long as the last: HDF5's default of 100 turns one
+    damaged byte into a hang. h5py does not wrap the setting; its own modules link
+    the HDF5 library, where ctypes finds it.
+    """
+    try:
+        setter = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
+    except (OSError, AttributeError):
+        return
+    setter.argtypes, setter.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
+    setter(access.id, _READ_ATTEMPTS)
 
 
 def _forget_reader(shared: list) -> None:

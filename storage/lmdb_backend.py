@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import struct
 
 import lmdb
@@ -65,6 +66,7 @@ class LmdbBackend(Backend):
         try:
             self._env = lmdb_env.acquire(str(self.path), map_size=self._initial_map_size,
                                          writable=self.mode != "r")
+            self._check_length()
             self._open_databases()
         except lmdb.NotFoundError:
             if self._read_marker_shape() is not None:
@@ -76,6 +78,16 @@ class LmdbBackend(Backend):
             raise CorruptStoreError(
                 f"cannot open the LMDB environment at '{self.path}': {error}") from error
         self._chunk_images = None
+
+    def _check_length(self) -> None:
+        """LMDB maps the file and trusts it: a page past its end would crash the reader."""
+        pages = self._env.info()["last_pgno"] + 1
+        length = os.path.getsize(self.path / "data.mdb")
+        if pages * self._env.stat()["psize"] > length:
+            self._close()
+            raise CorruptStoreError(
+                f"'{self.path / 'data.mdb'}' is cut short ({length} bytes for {pages} pages); "
+                "the store is damaged")
 
     def _open_databases(self) -> None:
         self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")

@@ -3,7 +3,8 @@
 Layout of a store directory::
 
     store.json        {"format": "image-store", "backend": "png", "image_shape": [H, W, C], ...}
-    labels.csv        header "id,label,file", then one row per committed image
+    labels.csv        header "id,label,file,crc", then one row per committed image;
+                      crc: CRC-32 of the row's "id,label,file" text, 8 hex digits
     images/00000042.png         the image with id 42 (ids padded to 8 digits)
     images/00000042.1.png       id 42 after its first overwrite, and so on
 
@@ -11,19 +12,23 @@ Layout of a store directory::
 rows are appended after them in one write, so a crash mid-batch leaves only
 files that no row names: they are ignored, and deleted when the store is next
 opened for writing. A row whose line was cut short by a crash (no newline) is
-ignored too. Later rows for an id replace earlier ones (overwrites write a new
-file, so the old image stays valid until the new row is committed).
+ignored too; a writer cuts it off. Later rows for an id replace earlier ones
+(overwrites write a new file, so the old image stays valid until the new row
+is committed). A killed ``write_many`` may leave a prefix of its rows
+committed, each naming a whole image.
 
 Images are PNGs stored without compression when even that fits in one
 file-system block (CIFAR's 32x32x3: 3,172 bytes in a 4 KiB block, exactly the
 disk a compressed file takes), zlib level 1 otherwise; see ``compression_for``.
 Plain code reads it with ``csv`` and Pillow: ``Image.open(store / row["file"])``.
-PNG's own CRCs and zlib's checksum catch damaged image bytes.
+PNG's own CRCs and zlib's checksum catch damaged image bytes, the row CRC a
+damaged id, label or file name.
 """
 from __future__ import annotations
 
 import os
 import re
+import zlib
 
 import imagecodecs
 import numpy as np
@@ -35,7 +40,8 @@ from storage.parallel import for_each_slice
 from storage.row_index import RowIndex
 
 TABLE = "labels.csv"
-HEADER = b"id,label,file\n"
+HEADER = b"id,label,file,crc\n"
+_UNCHECKED_HEADER = b"id,label,file\n"  # tables written before rows carried a CRC
 IMAGES = "images"
 # When compressing: level 1 files are within 1 % of level 9's size at a fraction of the time.
 ZLIB_LEVEL = 1
@@ -112,14 +118,16 @@ class PngBackend(Backend):
         except FileNotFoundError:
             raise CorruptStoreError(
                 f"the PNG store at '{self.path}' has no {TABLE}; it is damaged") from None
-        if not content.startswith(HEADER):
+        self._checked_rows = content.startswith(HEADER)
+        if not (self._checked_rows or content.startswith(_UNCHECKED_HEADER)):
             raise CorruptStoreError(f"'{self._table}' does not start with the header {HEADER!r}")
+        header = HEADER if self._checked_rows else _UNCHECKED_HEADER
         # A last line without its newline was cut short by a crash: not committed. A
         # writer cuts it off, or the next row appended would be glued to it.
         committed = content.rfind(b"\n") + 1
         if committed < len(content) and self.mode != "r":
             os.truncate(self._table, committed)
-        lines = content[len(HEADER):committed].splitlines()
+        lines = content[len(header):committed].splitlines()
         latest: dict[int, tuple[int, bytes]] = {}
         for number, line in enumerate(lines, start=2):
             key, label, file = self._parse_row(line, number)
@@ -130,6 +138,12 @@ class PngBackend(Backend):
         return ids, labels, files
 
     def _parse_row(self, line: bytes, number: int) -> tuple[int, int, bytes]:
+        if self._checked_rows:
+            line, _, crc = line.rpartition(b",")
+            if len(crc) != 8 or _row_crc(line) != crc:
+                raise CorruptStoreError(
+                    f"line {number} of '{self._table}' fails its CRC ({line[:80]!r}); "
+                    "the table is damaged")
         fields = line.split(b",")
         match = _FILE_NAME.match(fields[2]) if len(fields) == 3 else None
         try:
@@ -141,13 +155,19 @@ class PngBackend(Backend):
                 f"line {number} of '{self._table}' is not 'id,label,images/<id>.png': {line[:80]!r}")
         return key, label, fields[2]
 
+    def _table_rows(self, ids, labels, files) -> bytes:
+        rows = [f"{key},{label},{file}".encode() for key, label, file in zip(ids, labels, files)]
+        if self._checked_rows:
+            rows = [row + b"," + _row_crc(row) for row in rows]
+        return b"\n".join(rows) + b"\n"
+
     def _append_rows(self, ids, labels, files) -> None:
-        rows = "".join(f"{key},{label},{file}\n" for key, label, file in zip(ids, labels, files))
+        rows = self._table_rows(ids, labels, files)
         descriptor = os.open(self._table, os.O_WRONLY | os.O_APPEND)
         try:
             end = os.lseek(descriptor, 0, os.SEEK_END)
             try:
-                _write_all(descriptor, rows.encode())
+                _write_all(descriptor, rows)
             except OSError:
                 os.ftruncate(descriptor, end)  # no half row left to swallow the next one
                 raise
@@ -265,6 +285,11 @@ def _write_file(path: str, content: bytes) -> None:
         _write_all(descriptor, content)
     finally:
         os.close(descriptor)
+
+
+def _row_crc(row: bytes) -> bytes:
+    """CRC-32 of a table row's text, 8 hex digits: a damaged label cannot read as valid."""
+    return b"%08x" % zlib.crc32(row)
 
 
 def _write_all(descriptor: int, content: bytes) -> None:
