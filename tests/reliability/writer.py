@@ -47,9 +47,9 @@ def on_nth_call(owner, name: str, nth: int, before=None, after=None) -> None:
 
 
 def half_of_the_rows(store, ids, labels, files) -> None:
-    rows = "".join(f"{key},{label},{file}\n" for key, label, file in zip(ids, labels, files))
+    rows = store._table_rows(ids, labels, files)
     descriptor = os.open(store._table, os.O_WRONLY | os.O_APPEND)
-    os.write(descriptor, rows.encode()[:len(rows) // 2])
+    os.write(descriptor, rows[:len(rows) // 2])
     die()
 
 
