@@ -300,6 +300,10 @@ class Backend(abc.ABC):
                     "append, or remove it first"
                 )
             self._check_marker()
+            if self.mode == "a" and not os.access(self.path, os.W_OK):
+                raise ReadOnlyError(
+                    f"the store at '{self.path}' is in a directory this process cannot write "
+                    "(permissions, or a read-only file system); open it with mode='r'")
             return False
         if self.mode == "r":
             raise StoreNotFoundError(
@@ -314,6 +318,10 @@ class Backend(abc.ABC):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._write_marker()
+        except NotADirectoryError:
+            raise NotAStoreError(
+                f"'{self.path}' lies inside a file, not a directory; choose another path"
+            ) from None
         except OSError as error:
             raise translate_os_error(error, self.path) from error
         return True

@@ -66,17 +66,28 @@ class LmdbBackend(Backend):
         try:
             self._env = lmdb_env.acquire(str(self.path), map_size=self._initial_map_size,
                                          writable=self.mode != "r")
+        except lmdb.ReadersFullError as error:  # opening reads, and that needs a slot
+            raise self._readers_full(error) from error
+        except lmdb.Error as error:
+            raise CorruptStoreError(
+                f"cannot open the LMDB environment at '{self.path}': {error}") from error
+        try:
             self._check_length()
             self._open_databases()
         except lmdb.NotFoundError:
             if self._read_marker_shape() is not None:
+                self._close()
                 raise CorruptStoreError(
                     f"the LMDB store at '{self.path}' lacks its databases; it is damaged") from None
             # Its creation was cut short: it holds nothing, and the next writer finishes it.
             self._meta_db = self._chunks_db = None
         except lmdb.Error as error:
+            self._close()
             raise CorruptStoreError(
                 f"cannot open the LMDB environment at '{self.path}': {error}") from error
+        except BaseException:
+            self._close()
+            raise
         self._chunk_images = None
 
     def _check_length(self) -> None:
@@ -84,14 +95,23 @@ class LmdbBackend(Backend):
         pages = self._env.info()["last_pgno"] + 1
         length = os.path.getsize(self.path / "data.mdb")
         if pages * self._env.stat()["psize"] > length:
-            self._close()
             raise CorruptStoreError(
                 f"'{self.path / 'data.mdb'}' is cut short ({length} bytes for {pages} pages); "
                 "the store is damaged")
 
     def _open_databases(self) -> None:
-        self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")
-        self._chunks_db = self._env.open_db(b"chunks", create=self.mode != "r")
+        try:
+            self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")
+            self._chunks_db = self._env.open_db(b"chunks", create=self.mode != "r")
+        except lmdb.ReadersFullError as error:
+            if self._env.reader_check() == 0:  # no slots of killed processes to clear
+                raise self._readers_full(error) from error
+            self._open_databases()
+
+    def _readers_full(self, error) -> ReadersFullError:
+        return ReadersFullError(
+            f"all LMDB reader slots of '{self.path}' are taken ({error}); close stores or "
+            "transactions you no longer need, or use fewer reader processes")
 
     def _replace_failed_environment(self) -> None:
         self._env = lmdb_env.replace(str(self.path), self._env, map_size=self._initial_map_size,
@@ -122,9 +142,7 @@ class LmdbBackend(Backend):
                 if not stale_slots_cleared and self._env.reader_check() > 0:
                     stale_slots_cleared = True
                     continue
-                raise ReadersFullError(
-                    f"all LMDB reader slots of '{self.path}' are taken ({error}); close "
-                    "stores or transactions you no longer need, or use fewer readers") from error
+                raise self._readers_full(error) from error
 
     @contextlib.contextmanager
     def _reading(self):

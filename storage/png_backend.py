@@ -252,7 +252,7 @@ class PngBackend(Backend):
         except FileNotFoundError:
             raise CorruptStoreError(
                 f"'{path}' is named in {TABLE} but missing; the store is damaged") from None
-        except (imagecodecs.PngError, ValueError, TypeError) as error:
+        except (imagecodecs.PngError, ValueError, TypeError, OSError) as error:
             raise CorruptStoreError(
                 f"'{path}' is not a valid {out.shape} PNG ({error}); the image is damaged"
             ) from error
@@ -279,8 +279,10 @@ def compression_for(image_shape, block_size: int) -> int:
 
 
 # Plain os calls: Python's buffered file objects cost more than writing a 3 KB file.
+# O_NOFOLLOW: a symbolic link planted among the images never sends a read or a write
+# outside the store.
 def _write_file(path: str, content: bytes) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     try:
         _write_all(descriptor, content)
     finally:
@@ -299,7 +301,7 @@ def _write_all(descriptor: int, content: bytes) -> None:
 
 
 def _read_file(path: str) -> bytes:
-    descriptor = os.open(path, os.O_RDONLY)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         parts = []
         while part := os.read(descriptor, 1 << 16):
