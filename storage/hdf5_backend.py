@@ -6,11 +6,11 @@ Layout of a store directory::
     images.h5     HDF5 1.10 file format (what SWMR needs; HDF5 >= 1.10 reads it)
       /images     uint8 (N, H, W, C), chunks of whole images (about 192 KiB), resizable
       /labels     int64 (N,)
-      /crcs       uint32 (N,): CRC-32 of id, label and pixels (see ``storage.checksums``)
+      /checksums  uint64 (N,): of id, label and pixels (see ``storage.checksums``)
       /ids        int64 (N,): row i holds the id of images[i] and labels[i]
 
 ``/ids`` is the commit record: its length is the number of committed images.
-A batch is written to ``/images``, ``/labels`` and ``/crcs`` and flushed, and
+A batch is written to ``/images``, ``/labels`` and ``/checksums`` and flushed, and
 only then does ``/ids`` grow, so rows past its length are leftovers of an
 interrupted write: ignored, and written over by the next batch. Overwrites
 rewrite rows in place. Plain h5py reads it:
@@ -24,7 +24,7 @@ A new store's first batch goes into a new file that is renamed into place. A
 killed writer leaves HDF5's "open for writing" flags set; the next writer
 clears them, as ``h5clear -s`` would (it holds the store's writer lock, so the
 old writer is gone). Every acknowledged batch survives a kill. An overwrite cut
-short by a kill can leave the overwritten images torn: their CRC reports that
+short by a kill can leave the overwritten images torn: their checksum reports that
 as CorruptStoreError, never as pixels. A reader that opens the file between a
 full disk and the writer's next open gets CorruptStoreError: HDF5 refuses a
 file shorter than its header says, and only the writer extends it.
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import struct
 import weakref
@@ -43,7 +44,7 @@ import imagecodecs
 import numpy as np
 
 from storage.base import Backend
-from storage.checksums import image_crcs, verify_crcs
+from storage.checksums import image_checksum, image_checksums, verify_checksums
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
 from storage.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
 from storage.row_index import RowIndex
@@ -52,7 +53,7 @@ FILE = "images.h5"
 _CHUNK_BYTES = 192 * 1024
 _SPAN_FACTOR = 4  # read a covering range when it is at most this many times the rows asked
 _LIBVER = ("v110", "latest")  # the oldest file format that supports SWMR
-_ROW_DATASETS = ("images", "labels", "crcs")  # written and flushed before "ids" commits them
+_ROW_DATASETS = ("images", "labels", "checksums")  # written and flushed before "ids" commits them
 _H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises on bad files
 _ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadata
 _READ_ATTEMPTS = 24  # retries of a metadata read that fails its checksum: about 20 ms in all
@@ -94,7 +95,7 @@ class Hdf5Backend(Backend):
         # would swallow a failure there (a full disk) and leave HDF5 in a state that
         # may crash the next flush.
         self._datasets: dict[str, h5py.Dataset] = {}
-        self._shared = None
+        self._shared, self._behind = None, False
         path = self._file_path
         access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
         access.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_LATEST)
@@ -137,6 +138,7 @@ class Hdf5Backend(Backend):
         share the dataset handles, or refreshing one (to see new images) breaks reads
         through the others ("can't insert duplicate key").
         """
+        self._behind = shared[2] > 0  # opened earlier: refresh it to see what came since
         shared[2] += 1
         self._shared, self._datasets = shared, shared[1]
         return shared[0]
@@ -151,23 +153,24 @@ class Hdf5Backend(Backend):
         try:
             if self._file is None or "ids" not in self._file:
                 self._index = RowIndex(np.zeros(0, np.int64))
-                self._labels, self._crcs = np.zeros(0, np.int64), np.zeros(0, np.uint32)
+                self._labels, self._checksums = np.zeros(0, np.int64), np.zeros(0, np.uint64)
                 return
-            if self.mode == "r":  # another store object in this process may share the file
+            if self.mode == "r" and self._behind:
                 for name in ("ids", *_ROW_DATASETS):
                     self._dataset(name).refresh()
             ids = self._dataset("ids")[:]
             count = len(ids)
             labels = self._dataset("labels")[:count]
-            crcs = self._dataset("crcs")[:count]
+            checksums = self._dataset("checksums")[:count]
             stored_rows = self._dataset("images").shape[0]
         except _H5PY_ERRORS as error:
             raise CorruptStoreError(f"the HDF5 store at '{self.path}' is damaged: {error}") from error
-        if min(len(labels), len(crcs), stored_rows) < count:
+        if min(len(labels), len(checksums), stored_rows) < count:
             raise CorruptStoreError(
                 f"the HDF5 store at '{self.path}' has {count} ids but only {len(labels)} labels, "
-                f"{len(crcs)} checksums and {stored_rows} images; it is damaged")
-        self._index, self._labels, self._crcs = RowIndex(ids), labels.astype(np.int64), crcs
+                f"{len(checksums)} checksums and {stored_rows} images; it is damaged")
+        self._index, self._labels = RowIndex(ids), labels.astype(np.int64)
+        self._checksums = checksums
 
     def _close(self) -> None:
         try:
@@ -203,25 +206,26 @@ class Hdf5Backend(Backend):
                 f"no room for {len(ids)} more images in the store at '{self.path}': the disk "
                 "or the file-size limit is (nearly) reached; what was committed before is "
                 "intact: free space and write again")
-        crcs = image_crcs(ids, labels, images)
+        checksums = image_checksums(ids, labels, images)
         if "ids" not in self._file:
-            self._write_first_batch(ids, images, labels, crcs)
+            self._write_first_batch(ids, images, labels, checksums)
             return
         with self._reopened_after_failure():
-            self._write_rows(ids, images, labels, crcs, rows, found)
+            self._write_rows(ids, images, labels, checksums, rows, found)
 
-    def _write_rows(self, ids, images, labels, crcs, rows, found) -> None:
+    def _write_rows(self, ids, images, labels, checksums, rows, found) -> None:
         if found.any():
             order = np.argsort(rows[found])  # h5py writes lists of rows in increasing order
-            for name, values in zip(_ROW_DATASETS, (images, labels, crcs)):
+            for name, values in zip(_ROW_DATASETS, (images, labels, checksums)):
                 self._dataset(name)[rows[found][order]] = values[found][order]
         new = ~found
         if new.any():
-            new_ids, new_labels, new_crcs = ids, labels, crcs
+            new_ids, new_labels, new_checksums = ids, labels, checksums
             if found.any():  # boolean indexing copies: only pay for it when ids were mixed
-                images, new_labels, new_ids, new_crcs = images[new], labels[new], ids[new], crcs[new]
+                images, new_labels, new_ids = images[new], labels[new], ids[new]
+                new_checksums = checksums[new]
             start, stop = len(self._index), len(self._index) + len(new_ids)
-            for name, values in zip(_ROW_DATASETS, (images, new_labels, new_crcs)):
+            for name, values in zip(_ROW_DATASETS, (images, new_labels, new_checksums)):
                 dataset = self._dataset(name)
                 if dataset.shape[0] < stop:  # it may be longer after an interrupted write
                     dataset.resize(stop, axis=0)
@@ -232,11 +236,11 @@ class Hdf5Backend(Backend):
         self._file.flush()
         # Committed: only now does this object believe it.
         self._labels[rows[found]] = labels[found]
-        self._crcs[rows[found]] = crcs[found]
+        self._checksums[rows[found]] = checksums[found]
         if new.any():
             self._index = self._index.appended(new_ids)
             self._labels = np.concatenate([self._labels, new_labels])
-            self._crcs = np.concatenate([self._crcs, new_crcs])
+            self._checksums = np.concatenate([self._checksums, new_checksums])
 
     @contextlib.contextmanager
     def _reopened_after_failure(self):
@@ -260,9 +264,9 @@ class Hdf5Backend(Backend):
                 self._closed = True
             raise
 
-    def _write_first_batch(self, ids, images, labels, crcs) -> None:
+    def _write_first_batch(self, ids, images, labels, checksums) -> None:
         """A new store's first batch: a whole new file, renamed over the empty one."""
-        _write_new_file(self._file_path, (ids, images, labels, crcs), self.durable)
+        _write_new_file(self._file_path, (ids, images, labels, checksums), self.durable)
         self._file.close()
         self._file = self._open_file()
         self._load_index()
@@ -278,7 +282,10 @@ class Hdf5Backend(Backend):
         if row is None:
             self._raise_missing([key])
         image = self._reading(self._read_row, row)
-        return image[0], int(self._verified(np.array([key]), np.array([row]), image)[0])
+        label = int(self._labels[row])
+        if image_checksum(key, label, image[0]) != self._checksums[row]:
+            label = int(self._verified(np.array([key], np.int64), slice(row, row + 1), image)[0])
+        return image[0], label
 
     def _read_row(self, row: int) -> np.ndarray:
         # The low-level read skips h5py's slicing machinery, several times the read itself.
@@ -322,21 +329,21 @@ class Hdf5Backend(Backend):
         return images
 
     def _verified(self, ids, rows, images) -> np.ndarray:
-        """The labels of ``rows``, once the images read from them pass their CRCs."""
+        """The labels of ``rows``, once the images read from them pass their checksums."""
         try:
-            verify_crcs(ids, self._labels[rows], images, self._crcs[rows], self._where())
+            verify_checksums(ids, self._labels[rows], images, self._checksums[rows], self._where())
         except CorruptStoreError:
             if self.mode != "r":
                 raise
             # Another process may have overwritten these rows since this one loaded them.
             self._reload_rows(rows)
-            verify_crcs(ids, self._labels[rows], images, self._crcs[rows], self._where())
+            verify_checksums(ids, self._labels[rows], images, self._checksums[rows], self._where())
         return self._labels[rows]
 
     def _reload_rows(self, rows) -> None:
-        rows = np.unique(rows)
+        rows = np.unique(np.arange(len(self._labels))[rows])
         try:
-            for name, loaded in (("labels", self._labels), ("crcs", self._crcs)):
+            for name, loaded in (("labels", self._labels), ("checksums", self._checksums)):
                 self._dataset(name).refresh()
                 loaded[rows] = self._dataset(name)[rows]
         except _H5PY_ERRORS:
@@ -363,12 +370,12 @@ def _write_new_file(path, batch, durable: bool) -> None:
         file = h5py.File(new_path, "w", libver=_LIBVER, locking=False)
         try:
             if batch is not None:
-                ids, images, labels, crcs = batch
+                ids, images, labels, checksums = batch
                 shape = images.shape[1:]
                 chunk_rows = max(1, _CHUNK_BYTES // int(np.prod(shape)))
                 file.create_dataset("images", data=images, maxshape=(None, *shape),
                                     chunks=(chunk_rows, *shape))
-                for name, values in (("labels", labels), ("crcs", crcs), ("ids", ids)):
+                for name, values in (("labels", labels), ("checksums", checksums), ("ids", ids)):
                     file.create_dataset(name, data=values, maxshape=(None,), chunks=(16384,))
             file.close()
         except BaseException:
@@ -453,12 +460,19 @@ def _limit_read_attempts(access) -> None:
     damaged byte into a hang. h5py does not wrap the setting; its own modules link
     the HDF5 library, where ctypes finds it.
     """
+    setter = _read_attempts_setter()
+    if setter is not None:
+        setter(access.id, _READ_ATTEMPTS)
+
+
+@functools.cache
+def _read_attempts_setter():
     try:
         setter = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
     except (OSError, AttributeError):
-        return
+        return None
     setter.argtypes, setter.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
-    setter(access.id, _READ_ATTEMPTS)
+    return setter
 
 
 def _forget_reader(shared: list) -> None:

@@ -77,8 +77,8 @@ class LmdbBackend(Backend):
         except lmdb.NotFoundError:
             if self._read_marker_shape() is not None:
                 self._close()
-                raise CorruptStoreError(
-                    f"the LMDB store at '{self.path}' lacks its databases; it is damaged") from None
+                raise CorruptStoreError(f"the LMDB store at '{self.path}' lacks its databases; "
+                                        "it is damaged") from None
             # Its creation was cut short: it holds nothing, and the next writer finishes it.
             self._meta_db = self._chunks_db = None
         except lmdb.Error as error:

@@ -121,6 +121,6 @@ def child_env(**extra) -> dict[str, str]:
     return env
 
 
-def run_child(program: str, *args, timeout: float, prefix=(), **popen) -> subprocess.CompletedProcess:
+def run_child(program: str, *args, timeout: float, prefix=()) -> subprocess.CompletedProcess:
     return subprocess.run([*prefix, *child_command(program, *args)], cwd=REPO, env=child_env(),
-                          capture_output=True, text=True, timeout=timeout, **popen)
+                          capture_output=True, text=True, timeout=timeout)

@@ -110,7 +110,8 @@ def damages(draw, files: list[tuple[str, int]]):
     offset = draw(st.one_of(st.integers(0, min(size, HEAD) - 1), st.integers(0, size - 1))
                   if size else st.just(0))
     extra = {"flip a bit": st.integers(0, 7), "flip bytes": st.integers(1, 64),
-             "zero a run": st.integers(1, 4096), "append garbage": st.binary(min_size=1, max_size=256)}
+             "zero a run": st.integers(1, 4096),
+             "append garbage": st.binary(min_size=1, max_size=256)}
     return name, kind, offset, draw(extra.get(kind, st.none()))
 
 
