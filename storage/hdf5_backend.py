@@ -21,13 +21,17 @@ multiple readers): HDF5 then orders its metadata writes so that the file on
 disk is readable at every instant. That lets readers in other processes read
 while a writer appends, and it is why a killed writer leaves a readable file.
 A new store's first batch goes into a new file that is renamed into place. A
-killed writer leaves HDF5's "open for writing" flags set; the next writer
-clears them, as ``h5clear -s`` would (it holds the store's writer lock, so the
-old writer is gone). Every acknowledged batch survives a kill. An overwrite cut
-short by a kill can leave the overwritten images torn: their checksum reports that
-as CorruptStoreError, never as pixels. A reader that opens the file between a
-full disk and the writer's next open gets CorruptStoreError: HDF5 refuses a
-file shorter than its header says, and only the writer extends it.
+killed writer leaves HDF5's "open for writing" flags set, and at times an
+end-of-file address short of the space it used; the next writer repairs both,
+as ``h5clear -s --increment`` would (it holds the store's writer lock, so the
+old writer is gone). Every acknowledged batch survives a kill, whole or not at
+all. An overwrite cut short by a kill can leave the overwritten images torn:
+their checksum reports that as CorruptStoreError, never as pixels, until they
+are written again. A full disk is refused before the batch is written where the
+free space shows it; a write that fails inside HDF5 anyway leaves this object
+reopening the file as after a kill. A reader that opens the file between such
+a failure and the writer's next open may get CorruptStoreError: HDF5 refuses a
+file shorter than its header says, and only a writer extends it.
 HDF5 does not fsync; ``durable`` stores fsync after each ``write_many`` and at close.
 """
 from __future__ import annotations

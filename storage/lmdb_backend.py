@@ -12,8 +12,12 @@ Layout of a store directory::
 
 Plain py-lmdb reads it: ``env.open_db(b"chunks")``, then slice a value as the
 chunk layout says. Every write is one transaction: a crash leaves the last
-committed state. The map grows by itself when full; readers in other processes
-pick the new size up without help.
+committed state. The map grows by itself when full, to fit a whole batch;
+readers in other processes pick the new size up without help. Reader slots
+left taken by killed processes are cleared when the slots run out; when they
+are all really in use, reads raise ReadersFullError. LMDB checks nothing it
+reads, so the store refuses a data file shorter than its pages (it would crash
+the reader) and checks each value's CRC (``storage.lmdb_chunk``).
 """
 from __future__ import annotations
 
