@@ -1,14 +1,18 @@
 """Every test here is marked ``reliability``; a run ends with the fault x backend table."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.reliability.faults import TALLY
 
+HERE = Path(__file__).parent
+
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "tests/reliability/" in item.nodeid:
+        if HERE in item.path.parents:
             item.add_marker(pytest.mark.reliability)
 
 

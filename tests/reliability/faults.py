@@ -13,6 +13,16 @@ import pytest
 
 from tests.reliability.scenario import REPO, child_command, child_env
 
+# LMDB commits a batch in one transaction, HDF5 with one extension of /ids; PNG
+# appends the batch's rows in one write, of which a kill may leave a prefix.
+ATOMIC_BATCHES = {"lmdb", "hdf5"}
+# HDF5 overwrites rows in place: a kill can leave them torn (their checksum says so).
+TORN_OVERWRITES = {"hdf5"}
+KILLED = -9  # what Popen.returncode says of a child killed with SIGKILL
+# The file whose writes strace counts (or fails) per backend, and the calls that write it.
+DATA_FILES = {"png": ("labels.csv", "write"), "lmdb": ("data.mdb", "pwrite64,pwritev,writev"),
+              "hdf5": ("images.h5", "pwrite64")}
+
 # (fault, backend) -> [points tried, points survived]
 TALLY: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
 

@@ -28,6 +28,7 @@ from storage import open_store
 from tests.reliability.faults import tallied
 from tests.reliability.scenario import REPO, batch_for, child_command, child_env, fill
 
+pytestmark = pytest.mark.timeout(240)
 ANSWER_WITHIN = 20  # seconds for the checker to open and read one damaged store
 HEAD = 16384  # formats keep their structure near the start: damage lands there half the time
 KINDS = ("flip a bit", "flip bytes", "zero a run", "cut short", "append garbage", "delete")
@@ -138,7 +139,6 @@ def damage(path: Path, name: str, kind: str, offset: int, extra) -> None:
 @settings(max_examples=60, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-@pytest.mark.timeout(240)
 def test_damaged_store(backend_name, pristine, checker, tmp_path_factory, data):
     source, versions, earlier = pristine(backend_name)
     files = sorted((str(file.relative_to(source)), file.stat().st_size)

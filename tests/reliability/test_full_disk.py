@@ -11,9 +11,8 @@ import json
 
 import pytest
 
-from tests.reliability.faults import needs_strace, tallied
+from tests.reliability.faults import ATOMIC_BATCHES, DATA_FILES, needs_strace, tallied
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill, run_child
-from tests.reliability.test_killed_writer import ATOMIC_BATCHES, DATA_FILES
 
 FULL = "StorageFullError"
 # Per backend, a file-size limit that a few batches reach: PNG's table outgrows it,

@@ -15,15 +15,9 @@ import numpy as np
 import pytest
 
 from storage.registry import our_backends
-from tests.reliability.faults import WriterSession, needs_strace, tallied
+from tests.reliability.faults import (ATOMIC_BATCHES, DATA_FILES, KILLED, TORN_OVERWRITES,
+                                      WriterSession, needs_strace, tallied)
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill
-
-# LMDB commits a batch in one transaction, HDF5 with one extension of /ids; PNG
-# appends the batch's rows in one write, of which a kill may leave a prefix.
-ATOMIC_BATCHES = {"lmdb", "hdf5"}
-# HDF5 overwrites rows in place: a kill can leave them torn (their CRC says so).
-TORN_OVERWRITES = {"hdf5"}
-KILLED = -9
 
 
 def check_after_kill(path, backend: str, session: WriterSession, before=None,
@@ -110,9 +104,6 @@ def test_killed_at_a_crash_point(new_store_path, backend, point, nth):
 
 
 # ---- every N-th write system call --------------------------------------------------------------
-# The file whose writes are counted, and the calls that write it.
-DATA_FILES = {"png": ("labels.csv", "write"), "lmdb": ("data.mdb", "pwrite64,pwritev,writev"),
-              "hdf5": ("images.h5", "pwrite64")}
 # Which calls to kill at: about as many as the writer makes (PNG writes its table once
 # per operation, LMDB its file twice per commit, HDF5 its file some 8 times).
 SYSCALL_POINTS = {"png": range(1, 10), "lmdb": range(1, 13), "hdf5": range(1, 61, 3)}
