@@ -229,7 +229,7 @@ class LmdbBackend(Backend):
                 key = _KEY.pack(number)
                 stored = txn.get(key, db=self._chunks_db)
                 if stored is not None:
-                    old = Chunk.parse(stored, shape, self._where(number))
+                    old = Chunk.parse(stored, shape, self._where(number), number)
                     clashes = np.isin(old.slots, new.slots)
                     if clashes.any() and not overwrite:
                         clashing = old.slots[clashes].astype(np.int64)
@@ -237,7 +237,7 @@ class LmdbBackend(Backend):
                     added -= int(clashes.sum())
                     new = old.merged(new)
                 added += stop - start
-                txn.put(key, new.to_bytes(), db=self._chunks_db)
+                txn.put(key, new.to_bytes(number), db=self._chunks_db)
             count = (self._meta(txn, b"count", _U64) or (0,))[0]
             txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
 
@@ -259,7 +259,7 @@ class LmdbBackend(Backend):
             value = txn.get(_KEY.pack(number), db=self._chunks_db)
             if value is None:
                 self._raise_missing([key])
-            chunk = Chunk.parse(value, self.image_shape, self._where(number))
+            chunk = Chunk.parse(value, self.image_shape, self._where(number), number)
             position = int(np.searchsorted(chunk.slots, slot))
             if position >= len(chunk.slots) or chunk.slots[position] != slot:
                 self._raise_missing([key])
@@ -280,7 +280,7 @@ class LmdbBackend(Backend):
                 value = txn.get(_KEY.pack(number), db=self._chunks_db)
                 if value is None:
                     self._raise_missing(ids[group])
-                chunk = Chunk.parse(value, self.image_shape, self._where(number))
+                chunk = Chunk.parse(value, self.image_shape, self._where(number), number)
                 slots = ids[group] % chunk_images
                 positions = np.minimum(np.searchsorted(chunk.slots, slots), len(chunk.slots) - 1)
                 found = chunk.slots[positions] == slots
@@ -298,7 +298,7 @@ class LmdbBackend(Backend):
             chunk_images = self._chunk_size(txn)
             for key, value in txn.cursor(db=self._chunks_db):
                 number = _KEY.unpack(bytes(key))[0]
-                chunk = Chunk.parse(value, self.image_shape, self._where(number))
+                chunk = Chunk.parse(value, self.image_shape, self._where(number), number)
                 parts.append(chunk.slots.astype(np.int64) + number * chunk_images)
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
@@ -312,7 +312,7 @@ class LmdbBackend(Backend):
             if not cursor.last():
                 return 0
             number = _KEY.unpack(bytes(cursor.key()))[0]
-            chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number))
+            chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number), number)
             return number * self._chunk_size(txn) + int(chunk.slots[-1]) + 1
 
 

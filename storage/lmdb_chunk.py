@@ -1,8 +1,9 @@
 """The byte layout of one LMDB value: up to K images whose ids share ``id // K``.
 
-    offset 0        b"IMGC"
+    offset 0        b"IMGK"
     offset 4        n, uint32 little-endian: images in this chunk
-    offset 8        CRC-32 (zlib's) of every byte from offset 16 on, uint32 LE
+    offset 8        CRC-32 (zlib's) of the value's LMDB key (id // K, 8 bytes big-endian)
+                    followed by every byte from offset 16 on, uint32 LE
     offset 12       reserved, zero
     offset 16       labels, int64[n]
     offset 16 + 8n  slots (id % K), uint32[n], ascending
@@ -11,8 +12,10 @@
 Packing many images per value fills LMDB's overflow pages instead of wasting
 a quarter of a 4 KiB page per 3 KiB CIFAR image, and a range read walks
 consecutive keys. LMDB checks nothing itself, so every read verifies the CRC,
-which covers each image and label in the value: damaged bytes raise
-CorruptStoreError instead of coming back as wrong pixels. (zlib-ng computes it
+which covers each image and label in the value and the key it is stored under:
+damaged bytes raise CorruptStoreError instead of coming back as wrong pixels, or
+as the right pixels under other ids. (Values written before the key was covered
+start with b"IMGC" and their CRC starts at offset 16; they are still read.) (zlib-ng computes it
 at tens of GB/s, so checking a whole value to read one image costs microseconds.)
 """
 from __future__ import annotations
@@ -25,7 +28,8 @@ from imagecodecs import zlibng_crc32 as crc32  # same CRC-32 as zlib.crc32, far 
 
 from storage.errors import CorruptStoreError
 
-MAGIC = b"IMGC"
+MAGIC = b"IMGK"
+_UNKEYED_MAGIC = b"IMGC"  # the CRC does not cover the key
 _HEADER = struct.Struct("<4sIII")
 
 
@@ -36,17 +40,19 @@ class Chunk:
     pixels: np.ndarray  # uint8[n, H, W, C]
 
     @classmethod
-    def parse(cls, value, image_shape, where: str) -> "Chunk":
-        """Views into ``value`` (no copy), after checking its layout and CRC."""
+    def parse(cls, value, image_shape, where: str, number: int) -> "Chunk":
+        """Views into ``value``, stored under chunk ``number`` (no copy), once checked."""
         if len(value) < _HEADER.size:
             raise CorruptStoreError(f"{where} is truncated ({len(value)} bytes)")
         magic, count, checksum, _ = _HEADER.unpack_from(value)
         image_bytes = int(np.prod(image_shape))
-        if magic != MAGIC or len(value) != _HEADER.size + count * (12 + image_bytes):
+        if magic not in (MAGIC, _UNKEYED_MAGIC) or len(value) != _HEADER.size + count * (
+                12 + image_bytes):
             raise CorruptStoreError(
                 f"{where} is not a chunk of {tuple(image_shape)} images "
                 f"(magic {magic!r}, {len(value)} bytes for {count} images)")
-        if crc32(memoryview(value)[_HEADER.size:]) != checksum:
+        start = crc32(_key(number)) if magic == MAGIC else 0
+        if crc32(memoryview(value)[_HEADER.size:], start) != checksum:
             raise CorruptStoreError(f"{where} fails its CRC-32 check; the store is damaged")
         offset = _HEADER.size
         labels = np.frombuffer(value, np.int64, count, offset)
@@ -54,7 +60,8 @@ class Chunk:
         pixels = np.frombuffer(value, np.uint8, count * image_bytes, offset + 12 * count)
         return cls(slots, labels, pixels.reshape(count, *image_shape))
 
-    def to_bytes(self) -> bytearray:
+    def to_bytes(self, number: int) -> bytearray:
+        """The value to store under chunk ``number``."""
         count = len(self.slots)
         value = bytearray(_HEADER.size + count * 12 + self.pixels.nbytes)
         # Fill one buffer in place: values are up to 256 KiB and copies add up.
@@ -62,7 +69,8 @@ class Chunk:
         np.frombuffer(value, "<u4", count, _HEADER.size + 8 * count)[:] = self.slots
         pixels = np.frombuffer(value, np.uint8, self.pixels.nbytes, _HEADER.size + 12 * count)
         pixels.reshape(self.pixels.shape)[:] = self.pixels
-        _HEADER.pack_into(value, 0, MAGIC, count, crc32(memoryview(value)[_HEADER.size:]), 0)
+        checksum = crc32(memoryview(value)[_HEADER.size:], crc32(_key(number)))
+        _HEADER.pack_into(value, 0, MAGIC, count, checksum, 0)
         return value
 
     def merged(self, other: "Chunk") -> "Chunk":
@@ -73,3 +81,7 @@ class Chunk:
         return Chunk(slots[order],
                      np.concatenate([self.labels[keep], other.labels])[order],
                      np.concatenate([self.pixels[keep], other.pixels])[order])
+
+
+def _key(number: int) -> bytes:
+    return number.to_bytes(8, "big")

@@ -18,15 +18,18 @@ import os
 import selectors
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
+import lmdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storage import open_store
 from tests.reliability.faults import tallied
-from tests.reliability.scenario import REPO, batch_for, child_command, child_env, fill
+from tests.reliability.scenario import (REPO, assert_holds, batch_for, child_command, child_env,
+                                        fill)
 
 pytestmark = pytest.mark.timeout(240)
 ANSWER_WITHIN = 20  # seconds for the checker to open and read one damaged store
@@ -162,3 +165,32 @@ def test_damage_is_seen(new_store_path, backend_name, pristine, checker):
     assert checker.ask(source, {**versions, 3: 5})["outcome"] == "wrong"
     assert checker.ask(source, {**versions, 3: 5}, {3: [0]})["outcome"] == "stale"
     assert os.path.exists(source)
+
+
+def test_lmdb_value_under_another_key(new_store_path, checker):
+    """A chunk that turns up under another key (a damaged key) is not read as other ids."""
+    path = new_store_path()
+    fill(path, "lmdb", range(10))
+    env = lmdb.open(str(path), max_dbs=2, subdir=True)
+    chunks = env.open_db(b"chunks")
+    with env.begin(write=True) as txn:
+        value = txn.pop((0).to_bytes(8, "big"), db=chunks)
+        txn.put((5).to_bytes(8, "big"), value, db=chunks)
+    env.close()
+    with tallied("corruption: a value under another key", "lmdb"):
+        answer = checker.ask(path, dict.fromkeys(range(10), 0))
+        assert answer == {"outcome": "typed", "error": "CorruptStoreError"}, answer
+
+
+def test_lmdb_values_from_before_the_key_was_checked(new_store_path):
+    """Values whose CRC does not cover their key (magic b"IMGC") still read."""
+    path = new_store_path()
+    fill(path, "lmdb", range(10))
+    env = lmdb.open(str(path), max_dbs=2, subdir=True)
+    chunks = env.open_db(b"chunks")
+    with env.begin(write=True) as txn:
+        value = bytearray(txn.get((0).to_bytes(8, "big"), db=chunks))
+        value[:4], value[8:12] = b"IMGC", zlib.crc32(value[16:]).to_bytes(4, "little")
+        txn.put((0).to_bytes(8, "big"), bytes(value), db=chunks)
+    env.close()
+    assert_holds(path, dict.fromkeys(range(10), 0))
