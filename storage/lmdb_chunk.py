@@ -1,10 +1,10 @@
 """The byte layout of one LMDB value: up to K images whose ids share ``id // K``.
 
-    offset 0        b"IMGK"
+    offset 0        b"IMGC"
     offset 4        n, uint32 little-endian: images in this chunk
-    offset 8        CRC-32 (zlib's) of the value's LMDB key (id // K, 8 bytes big-endian)
-                    followed by every byte from offset 16 on, uint32 LE
-    offset 12       reserved, zero
+    offset 8        CRC-32 (zlib's) of every byte from offset 16 on, uint32 LE
+    offset 12       CRC-32 of the value's LMDB key (id // K, 8 bytes big-endian), uint32 LE
+                    (0 in values written before it was checked)
     offset 16       labels, int64[n]
     offset 16 + 8n  slots (id % K), uint32[n], ascending
     offset 16 + 12n pixels, uint8[n, H, W, C]
@@ -12,11 +12,10 @@
 Packing many images per value fills LMDB's overflow pages instead of wasting
 a quarter of a 4 KiB page per 3 KiB CIFAR image, and a range read walks
 consecutive keys. LMDB checks nothing itself, so every read verifies the CRC,
-which covers each image and label in the value and the key it is stored under:
-damaged bytes raise CorruptStoreError instead of coming back as wrong pixels, or
-as the right pixels under other ids. (Values written before the key was covered
-start with b"IMGC" and their CRC starts at offset 16; they are still read.) (zlib-ng computes it
-at tens of GB/s, so checking a whole value to read one image costs microseconds.)
+which covers each image and label in the value, and the key's CRC: damaged
+bytes raise CorruptStoreError instead of coming back as wrong pixels, or as the
+right pixels under the ids of a damaged key. (zlib-ng computes it at tens of
+GB/s, so checking a whole value to read one image costs microseconds.)
 """
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ from imagecodecs import zlibng_crc32 as crc32  # same CRC-32 as zlib.crc32, far 
 
 from storage.errors import CorruptStoreError
 
-MAGIC = b"IMGK"
-_UNKEYED_MAGIC = b"IMGC"  # the CRC does not cover the key
+MAGIC = b"IMGC"
 _HEADER = struct.Struct("<4sIII")
 
 
@@ -44,16 +42,17 @@ class Chunk:
         """Views into ``value``, stored under chunk ``number`` (no copy), once checked."""
         if len(value) < _HEADER.size:
             raise CorruptStoreError(f"{where} is truncated ({len(value)} bytes)")
-        magic, count, checksum, _ = _HEADER.unpack_from(value)
+        magic, count, checksum, key_checksum = _HEADER.unpack_from(value)
         image_bytes = int(np.prod(image_shape))
-        if magic not in (MAGIC, _UNKEYED_MAGIC) or len(value) != _HEADER.size + count * (
-                12 + image_bytes):
+        if magic != MAGIC or len(value) != _HEADER.size + count * (12 + image_bytes):
             raise CorruptStoreError(
                 f"{where} is not a chunk of {tuple(image_shape)} images "
                 f"(magic {magic!r}, {len(value)} bytes for {count} images)")
-        start = crc32(_key(number)) if magic == MAGIC else 0
-        if crc32(memoryview(value)[_HEADER.size:], start) != checksum:
+        if crc32(memoryview(value)[_HEADER.size:]) != checksum:
             raise CorruptStoreError(f"{where} fails its CRC-32 check; the store is damaged")
+        if key_checksum not in (0, _key_checksum(number)):
+            raise CorruptStoreError(f"{where} holds a value stored under another key; "
+                                    "the store is damaged")
         offset = _HEADER.size
         labels = np.frombuffer(value, np.int64, count, offset)
         slots = np.frombuffer(value, np.uint32, count, offset + 8 * count)
@@ -69,8 +68,8 @@ class Chunk:
         np.frombuffer(value, "<u4", count, _HEADER.size + 8 * count)[:] = self.slots
         pixels = np.frombuffer(value, np.uint8, self.pixels.nbytes, _HEADER.size + 12 * count)
         pixels.reshape(self.pixels.shape)[:] = self.pixels
-        checksum = crc32(memoryview(value)[_HEADER.size:], crc32(_key(number)))
-        _HEADER.pack_into(value, 0, MAGIC, count, checksum, 0)
+        checksum = crc32(memoryview(value)[_HEADER.size:])
+        _HEADER.pack_into(value, 0, MAGIC, count, checksum, _key_checksum(number))
         return value
 
     def merged(self, other: "Chunk") -> "Chunk":
@@ -83,5 +82,6 @@ class Chunk:
                      np.concatenate([self.pixels[keep], other.pixels])[order])
 
 
-def _key(number: int) -> bytes:
-    return number.to_bytes(8, "big")
+def _key_checksum(number: int) -> int:
+    """CRC-32 of chunk ``number``'s key, never 0 (0 marks values that carry none)."""
+    return crc32(number.to_bytes(8, "big")) or 1
