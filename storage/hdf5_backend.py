@@ -42,6 +42,7 @@ import functools
 import os
 import struct
 import weakref
+from dataclasses import dataclass, field
 
 import h5py
 import imagecodecs
@@ -62,7 +63,18 @@ _H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises
 _ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadata
 _READ_ATTEMPTS = 24  # retries of a metadata read that fails its checksum: about 20 ms in all
 _writers = weakref.WeakSet()  # stores open for writing in this process
-_readers: dict[str, list] = {}  # real path -> [file, its datasets, store objects reading it, path]
+
+
+@dataclass
+class _SharedFile:
+    """This process's one read handle on a file, and its datasets, for every store object."""
+    path: str  # real path
+    file: h5py.File
+    datasets: dict = field(default_factory=dict)
+    users: int = 0
+
+
+_readers: dict[str, _SharedFile] = {}  # by real path
 
 
 class Hdf5Backend(Backend):
@@ -119,7 +131,8 @@ class Hdf5Backend(Backend):
                 flags = h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE
             file = h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=access))
             if self.mode == "r":
-                shared = _readers[os.path.realpath(path)] = [file, {}, 0, os.path.realpath(path)]
+                shared = _readers[os.path.realpath(path)] = _SharedFile(os.path.realpath(path),
+                                                                        file)
                 return self._share(shared)
             return file
         except FileNotFoundError:
@@ -135,17 +148,17 @@ class Hdf5Backend(Backend):
                     "store objects on it first") from error
             raise CorruptStoreError(f"cannot open '{path}' as HDF5: {error}") from error
 
-    def _share(self, shared: list) -> h5py.File:
+    def _share(self, shared: _SharedFile) -> h5py.File:
         """Read through this process's one handle on the file and its datasets.
 
         HDF5 opens a file only once per process anyway; SWMR readers must then also
         share the dataset handles, or refreshing one (to see new images) breaks reads
         through the others ("can't insert duplicate key").
         """
-        self._behind = shared[2] > 0  # opened earlier: refresh it to see what came since
-        shared[2] += 1
-        self._shared, self._datasets = shared, shared[1]
-        return shared[0]
+        self._behind = shared.users > 0  # opened earlier: refresh it to see what came since
+        shared.users += 1
+        self._shared, self._datasets = shared, shared.datasets
+        return shared.file
 
     def _dataset(self, name: str) -> h5py.Dataset:
         dataset = self._datasets.get(name)
@@ -179,8 +192,8 @@ class Hdf5Backend(Backend):
     def _close(self) -> None:
         try:
             if self._shared is not None:
-                self._shared[2] -= 1
-                if self._shared[2] == 0:
+                self._shared.users -= 1
+                if self._shared.users == 0:
                     _forget_reader(self._shared)
             elif self._file is not None:
                 self._file.close()
@@ -479,11 +492,11 @@ def _read_attempts_setter():
     return setter
 
 
-def _forget_reader(shared: list) -> None:
-    if _readers.get(shared[3]) is shared:
-        del _readers[shared[3]]
+def _forget_reader(shared: _SharedFile) -> None:
+    if _readers.get(shared.path) is shared:
+        del _readers[shared.path]
     try:
-        shared[0].close()
+        shared.file.close()
     except _H5PY_ERRORS:
         pass  # closed already
 
