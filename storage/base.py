@@ -217,7 +217,9 @@ class Backend(abc.ABC):
         return {"path": str(self.path), "mode": "r", "durable": self.durable}
 
     def __setstate__(self, state) -> None:
-        self.__init__(state["path"], state["mode"], durable=state["durable"])
+        # A backend's own options (map_size, compression) travel as further keys.
+        options = {key: value for key, value in state.items() if key not in ("path", "mode")}
+        self.__init__(state["path"], state["mode"], **options)
 
     # ---- shared machinery ------------------------------------------------------------
     def _check_usable(self) -> None:

@@ -62,10 +62,6 @@ class LmdbBackend(Backend):
     def __getstate__(self):
         return {**super().__getstate__(), "map_size": self._initial_map_size}
 
-    def __setstate__(self, state):
-        self.__init__(state["path"], state["mode"], durable=state["durable"],
-                      map_size=state["map_size"])
-
     def _open(self, create: bool) -> None:
         try:
             self._env = lmdb_env.acquire(str(self.path), map_size=self._initial_map_size,

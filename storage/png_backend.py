@@ -66,10 +66,6 @@ class PngBackend(Backend):
     def __getstate__(self):
         return {**super().__getstate__(), "compression": self._compression}
 
-    def __setstate__(self, state):
-        self.__init__(state["path"], state["mode"], durable=state["durable"],
-                      compression=state["compression"])
-
     def _zlib_level(self) -> int:
         if self._compression is None:
             self._compression = compression_for(self.image_shape, os.statvfs(self.path).f_bsize)
