@@ -105,7 +105,6 @@ class Hdf5Backend(Backend):
 
     def _open_file(self) -> h5py.File:
         """The file in SWMR mode: read while a writer appends, write while others read."""
-        self._images = None  # looked up once: h5py's name lookup costs more than a small read
         self._one_image_space = None
         # Datasets stay open with the file: closing one flushes its chunks, and h5py
         # would swallow a failure there (a full disk) and leave HDF5 in a state that
@@ -306,8 +305,7 @@ class Hdf5Backend(Backend):
 
     def _read_row(self, row: int) -> np.ndarray:
         # The low-level read skips h5py's slicing machinery, several times the read itself.
-        dataset = self._dataset("images") if self._images is None else self._images
-        self._images = dataset
+        dataset = self._dataset("images")
         if self._one_image_space is None:
             self._one_image_space = h5py.h5s.create_simple((1, *self.image_shape))
         file_space = dataset.id.get_space()

@@ -270,8 +270,8 @@ class LmdbBackend(Backend):
             chunk_images = self._chunk_size(txn)
             chunk_numbers = ids // chunk_images
             order = np.argsort(chunk_numbers, kind="stable")
-            bounds = np.flatnonzero(np.diff(chunk_numbers[order])) + 1
-            for group in np.split(order, bounds):
+            for start, stop in _runs(chunk_numbers[order]):
+                group = order[start:stop]
                 number = int(chunk_numbers[group[0]])
                 value = txn.get(_KEY.pack(number), db=self._chunks_db)
                 if value is None:
