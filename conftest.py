@@ -5,7 +5,7 @@ import pytest
 
 from benchmarks.ratios import add_ratios
 from benchmarks.settings import add_options, read_settings
-from storage.datasets import load_dataset
+from benchmarks.datasets import load_dataset
 
 
 def pytest_addoption(parser):

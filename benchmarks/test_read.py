@@ -8,7 +8,7 @@ import numpy as np
 
 from benchmarks.measure import SINGLE_ROUNDS, label, record_throughput, rounds_for
 from storage import open_store
-from storage.files import disk_usage
+from storage.core.files import disk_usage
 
 
 def test_read_many(benchmark, storage_backend, storage_n, dataset, built_stores):

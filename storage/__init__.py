@@ -5,7 +5,10 @@
 >>> with open_store("cifar.lmdb") as store:          # backend read from the store
 ...     images, labels = store.read_many(range(1000))
 """
-from storage.base import Backend, backend_of
+from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
+from storage.core.facts import FormatFacts
+from storage.core.marker import backend_of
 from storage.errors import *  # noqa: F403 - the hierarchy is part of the API
 from storage.errors import StoreError
 from storage.registry import BACKENDS, backend_class, our_backends, reference_backends
@@ -18,5 +21,5 @@ def open_store(path, backend: str | None = None, mode: str = "r", **options) -> 
     return backend_class(backend)(path, mode, **options)
 
 
-__all__ = ["Backend", "BACKENDS", "StoreError", "backend_of", "open_store",
+__all__ = ["Backend", "BACKENDS", "Capabilities", "FormatFacts", "StoreError", "backend_of", "open_store",
            "our_backends", "reference_backends"]

@@ -84,3 +84,11 @@ class UnsafePickleError(DatasetError):
 
 class ReadersFullError(StoreError, OSError):
     """Every LMDB reader slot is taken by open read transactions."""
+
+
+class UnsupportedOperationError(StoreError, ValueError):
+    """The format cannot do what was asked (an overwrite in an append-only format, ...)."""
+
+
+class NewerFormatError(StoreError, ValueError):
+    """The store was written by a newer version of its format than this library reads."""

@@ -22,14 +22,14 @@ class BackendEntry:
 
 
 _ENTRIES = [
-    BackendEntry("png", "storage.png_backend:PngBackend"),
-    BackendEntry("lmdb", "storage.lmdb_backend:LmdbBackend"),
-    BackendEntry("hdf5", "storage.hdf5_backend:Hdf5Backend"),
+    BackendEntry("png", "storage.formats.png:PngBackend"),
+    BackendEntry("lmdb", "storage.formats.lmdb:LmdbBackend"),
+    BackendEntry("hdf5", "storage.formats.hdf5:Hdf5Backend"),
     # References: what the classic code does, and what moving the bytes costs.
-    BackendEntry("classic-png", "storage.classic_png:ClassicPngBackend", reference=True),
-    BackendEntry("classic-lmdb", "storage.classic_lmdb:ClassicLmdbBackend", reference=True),
-    BackendEntry("classic-hdf5", "storage.classic_hdf5:ClassicHdf5Backend", reference=True),
-    BackendEntry("raw", "storage.raw_backend:RawBackend", reference=True),
+    BackendEntry("classic-png", "storage.references.classic_png:ClassicPngBackend", reference=True),
+    BackendEntry("classic-lmdb", "storage.references.classic_lmdb:ClassicLmdbBackend", reference=True),
+    BackendEntry("classic-hdf5", "storage.references.classic_hdf5:ClassicHdf5Backend", reference=True),
+    BackendEntry("raw", "storage.references.raw:RawBackend", reference=True),
 ]
 
 BACKENDS: dict[str, BackendEntry] = {entry.name: entry for entry in _ENTRIES}

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from storage.datasets import CIFAR_ENV
+from benchmarks.datasets import CIFAR_ENV
 
 MAX_ID = 2**63 - 1
 MAX_SIDE = 40

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.cifar import load_cifar
+from storage.sources.cifar import load_cifar
 from storage.errors import DatasetError, UnsafePickleError
 from tests.strategies import real_cifar10_dir
 

@@ -5,11 +5,11 @@ import imagecodecs
 import numpy as np
 import pytest
 
-from storage.cifar import load_cifar
-from storage.datasets import CIFAR_ENV, Dataset, load_dataset
+from storage.sources.cifar import load_cifar
+from benchmarks.datasets import CIFAR_ENV, Dataset, load_dataset
 from storage.errors import DatasetError
-from storage.png_backend import ZLIB_LEVEL
-from storage.synthetic import synthetic_cifar
+from storage.formats.png import ZLIB_LEVEL
+from storage.sources.synthetic import synthetic_cifar
 from tests.strategies import real_cifar10_dir
 
 SAMPLE = 2000

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.cifar import load_cifar
+from storage.sources.cifar import load_cifar
 from storage.errors import DatasetError, UnsafePickleError
 
 pytestmark = pytest.mark.timeout(120)

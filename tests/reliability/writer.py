@@ -67,7 +67,8 @@ CRASH_POINTS = ("png-before-rows", "png-half-rows", "png-half-file", "lmdb-in-tr
 def install_crash(point: str, nth: int) -> None:
     import h5py
 
-    from storage import lmdb_backend, png_backend
+    from storage.formats import png as png_backend
+    from storage.formats.lmdb import backend as lmdb_backend
     hooks = {
         "png-before-rows": lambda: on_nth_call(png_backend.PngBackend, "_append_rows", nth,
                                                before=lambda *a: die()),
@@ -115,7 +116,7 @@ def _wrap_work(cls, nth: int) -> None:
 
 
 def _die_on_create() -> None:
-    from storage.base import Backend
+    from storage.core.backend import Backend
     original = Backend._prepare_directory
 
     def prepare(self):

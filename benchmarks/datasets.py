@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from storage.cifar import load_cifar
-from storage.synthetic import synthetic_cifar
+from storage.sources.cifar import load_cifar
+from storage.sources.synthetic import synthetic_cifar
 
 CIFAR_ENV = "CIFAR10_DIR"
 TRAINING_IMAGES = 50_000  # CIFAR-10's training split; larger N reuses it, as the classic runs do

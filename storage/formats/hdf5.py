@@ -6,7 +6,7 @@ Layout of a store directory::
     images.h5     HDF5 1.10 file format (what SWMR needs; HDF5 >= 1.10 reads it)
       /images     uint8 (N, H, W, C), chunks of whole images (about 192 KiB), resizable
       /labels     int64 (N,)
-      /checksums  uint64 (N,): of id, label and pixels (see ``storage.checksums``)
+      /checksums  uint64 (N,): of id, label and pixels (see ``storage.core.checksums``)
       /ids        int64 (N,): row i holds the id of images[i] and labels[i]
 
 ``/ids`` is the commit record: its length is the number of committed images.
@@ -48,11 +48,11 @@ import h5py
 import imagecodecs
 import numpy as np
 
-from storage.base import Backend
-from storage.checksums import image_checksum, image_checksums, verify_checksums
+from storage.core.backend import Backend
+from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
-from storage.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
-from storage.row_index import RowIndex
+from storage.core.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
+from storage.core.row_index import RowIndex
 
 FILE = "images.h5"
 _CHUNK_BYTES = 192 * 1024

@@ -16,12 +16,14 @@ import os
 
 import numpy as np
 
-from storage.base import Backend
-from storage.row_index import RowIndex
+from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
+from storage.core.row_index import RowIndex
 
 
 class RawBackend(Backend):
     name = "raw"
+    capabilities = Capabilities(overwrite=False)  # a reference: batches are never rewritten
 
     def _open(self, create: bool) -> None:
         names = sorted(name[:-len(".ids.npy")] for name in os.listdir(self.path)

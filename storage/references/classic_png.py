@@ -21,12 +21,14 @@ import os
 import numpy as np
 from PIL import Image
 
-from storage.base import Backend
+from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.errors import LabelError
 
 
 class ClassicPngBackend(Backend):
     name = "classic-png"
+    capabilities = Capabilities(channels=(1, 3, 4))  # what Pillow writes from an array
 
     def _open(self, create: bool) -> None:
         self._batch_labels: dict[int, int] | None = None

@@ -17,7 +17,7 @@ import pickle
 import lmdb
 import numpy as np
 
-from storage.base import Backend
+from storage.core.backend import Backend
 from storage.errors import StorageFullError
 
 
@@ -37,7 +37,8 @@ class _ClassicUnpickler(pickle.Unpickler):
     """Even a reference reads nothing but the one class it writes."""
 
     def find_class(self, module, name):
-        if (module, name) == (__name__, "CIFAR_Image"):
+        # Stores written before the module moved name its old path.
+        if name == "CIFAR_Image" and module in (__name__, "storage.classic_lmdb"):
             return CIFAR_Image
         raise pickle.UnpicklingError(f"classic-lmdb stores hold only CIFAR_Image, not {module}.{name}")
 

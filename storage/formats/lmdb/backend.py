@@ -7,7 +7,7 @@ Layout of a store directory::
       b"meta"     b"image_shape" -> 3 x uint32 LE, b"chunk_images" -> uint32 LE K,
                   b"count" -> uint64 LE number of images
       b"chunks"   key: id // K as 8-byte big-endian (key order is id order)
-                  value: up to K images, see ``storage.lmdb_chunk`` for its bytes
+                  value: up to K images, see ``storage.formats.lmdb.chunk`` for its bytes
     lock.mdb      LMDB's reader table
 
 Plain py-lmdb reads it: ``env.open_db(b"chunks")``, then slice a value as the
@@ -17,7 +17,7 @@ readers in other processes pick the new size up without help. Reader slots
 left taken by killed processes are cleared when the slots run out; when they
 are all really in use, reads raise ReadersFullError. LMDB checks nothing it
 reads, so the store refuses a data file shorter than its pages (it would crash
-the reader) and checks each value's CRC (``storage.lmdb_chunk``).
+the reader) and checks each value's CRC (``storage.formats.lmdb.chunk``).
 """
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ import struct
 import lmdb
 import numpy as np
 
-from storage import lmdb_env
-from storage.base import Backend
+from storage.formats.lmdb import environment as lmdb_env
+from storage.core.backend import Backend
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
-from storage.files import storage_looks_full, translate_os_error
-from storage.lmdb_chunk import Chunk
+from storage.core.files import storage_looks_full, translate_os_error
+from storage.formats.lmdb.chunk import Chunk
 
 _CHUNK_BYTES = 256 * 1024  # a chunk fills about 64 LMDB pages
 _INITIAL_MAP_SIZE = 64 * 1024**2

@@ -12,29 +12,34 @@ import numpy as np
 from storage.errors import ImageFormatError, InvalidKeyError, LabelError, ShapeMismatchError
 
 MAX_ID = 2**63 - 1
-MAX_CHANNELS = 4  # grey, grey+alpha, RGB, RGBA: what PNG can hold
 
 
-def check_images(images, *, batch: bool) -> np.ndarray:
-    """Return ``images`` as a C-contiguous uint8 array of shape (N, H, W, C) or (H, W, C)."""
+def check_images(images, *, batch: bool, dtypes=("uint8",)) -> np.ndarray:
+    """Return ``images`` as a C-contiguous array of shape (N, H, W, C) or (H, W, C).
+
+    ``dtypes``: the pixel dtypes the backend holds (its capabilities); channel limits
+    are the backend's too, checked by the base class.
+    """
     images = np.asarray(images)
     kind = "images" if batch else "image"
     want_ndim = 4 if batch else 3
     want = "(N, H, W, C)" if batch else "(H, W, C)"
-    if images.dtype != np.uint8:
+    if images.dtype.name not in dtypes:
+        allowed = " or ".join(dtypes)
         raise ImageFormatError(
-            f"{kind} must be uint8, got {images.dtype}; scale to 0..255 and use .astype(np.uint8)"
-        )
+            f"{kind} must be {allowed}, got {images.dtype}; "
+            + ("scale to 0..255 and use .astype(np.uint8)" if dtypes == ("uint8",)
+               else f"convert with .astype(np.{dtypes[0]})"))
     if images.ndim != want_ndim:
         raise ImageFormatError(
             f"{kind} must have shape {want}, got {images.ndim} dimensions {images.shape}; "
             "add a channel axis with [..., None] for greyscale"
         )
     height, width, channels = images.shape[-3:]
-    if height < 1 or width < 1 or not 1 <= channels <= MAX_CHANNELS:
+    if height < 1 or width < 1 or channels < 1:
         raise ImageFormatError(
-            f"{kind} shape {images.shape} is not storable: height and width must be at least 1 "
-            f"and channels between 1 and {MAX_CHANNELS}"
+            f"{kind} shape {images.shape} is not storable: height, width and channels "
+            "must each be at least 1"
         )
     return np.ascontiguousarray(images)
 

@@ -33,11 +33,12 @@ import zlib
 import imagecodecs
 import numpy as np
 
-from storage.base import Backend
+from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.errors import CorruptStoreError
-from storage.files import WriterLock, fsync_directory, sync_filesystem
-from storage.parallel import for_each_slice
-from storage.row_index import RowIndex
+from storage.core.files import WriterLock, fsync_directory, sync_filesystem
+from storage.core.threads import for_each_slice
+from storage.core.row_index import RowIndex
 
 TABLE = "labels.csv"
 HEADER = b"id,label,file,crc\n"
@@ -56,6 +57,7 @@ class PngBackend(Backend):
     """
 
     name = "png"
+    capabilities = Capabilities(channels=(1, 2, 3, 4))  # grey, grey+alpha, RGB, RGBA
 
     def __init__(self, path, mode="r", *, durable=True, compression: int | None = None):
         if compression is not None and compression not in range(10):

@@ -17,12 +17,14 @@ import os
 import h5py
 import numpy as np
 
-from storage.base import Backend
+from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.errors import LabelError
 
 
 class ClassicHdf5Backend(Backend):
     name = "classic-hdf5"
+    capabilities = Capabilities(overwrite=False)  # classic files are not rewritten in place
 
     def _open(self, create: bool) -> None:
         self._batches: dict[int, tuple[str, int]] | None = None

@@ -7,17 +7,14 @@ wrote a store, argument checks, fork and pickle support, ``du``-style sizes.
 from __future__ import annotations
 
 import abc
-import json
 import os
-import zlib
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from storage import validation
+from storage.core import validation
 from storage.errors import (
-    CorruptStoreError,
     DuplicateKeyError,
     InvalidKeyError,
     KeyNotFoundError,
@@ -28,12 +25,14 @@ from storage.errors import (
     StoreError,
     StoreExistsError,
     StoreNotFoundError,
+    UnsupportedOperationError,
     WrongBackendError,
 )
-from storage.files import disk_usage, translate_os_error, write_json_atomically
+from storage.core.capabilities import Capabilities
+from storage.core.facts import FormatFacts
+from storage.core.files import disk_usage, translate_os_error
+from storage.core.marker import MARKER, backend_of, marker_path, marker_shape, read_marker, write_marker
 
-MARKER = "store.json"
-FORMAT = "image-store"
 MODES = ("r", "a", "w")
 
 
@@ -47,6 +46,10 @@ class Backend(abc.ABC):
     """
 
     name: ClassVar[str]
+    # What the format can hold and do (checked here before any write), and what it
+    # guarantees (read by the shared tests). Formats override the defaults they differ from.
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    facts: ClassVar[FormatFacts] = FormatFacts()
 
     def __init__(self, path, mode: str = "r", *, durable: bool = True):
         if mode not in MODES:
@@ -98,6 +101,17 @@ class Backend(abc.ABC):
     def _count(self) -> int:
         return len(self._ids())
 
+    def _contains_many(self, ids: np.ndarray) -> np.ndarray:
+        """For validated ids, a bool array: which are held."""
+        held = self._ids()
+        positions = np.minimum(np.searchsorted(held, ids), max(len(held) - 1, 0))
+        return held[positions] == ids if len(held) else np.zeros(len(ids), bool)
+
+    def _max_id(self) -> int | None:
+        """The largest id held, or None when the store is empty."""
+        held = self._ids()
+        return int(held[-1]) if len(held) else None
+
     def _sync(self) -> None:
         """Make committed data durable against power loss."""
 
@@ -121,7 +135,8 @@ class Backend(abc.ABC):
         a new store).
         """
         self._check_writable()
-        images = validation.check_images(images, batch=True)
+        images = validation.check_images(images, batch=True, dtypes=self.capabilities.dtypes)
+        self._check_capable(images, overwrite=overwrite, single=False)
         labels = validation.check_labels(labels, len(images))
         if ids is None:
             first = self._next_id()
@@ -146,7 +161,8 @@ class Backend(abc.ABC):
         """Store one image (H, W, C) uint8 under ``key``."""
         self._check_writable()
         key = validation.check_id(key)
-        image = validation.check_images(image, batch=False)
+        image = validation.check_images(image, batch=False, dtypes=self.capabilities.dtypes)
+        self._check_capable(image, overwrite=overwrite, single=True)
         label = validation.check_label(label)
         self._accept_shape(image.shape)
         self._guarded_write(self._write_one, key, image, label, overwrite)
@@ -179,9 +195,7 @@ class Backend(abc.ABC):
             key = validation.check_id(key)
         except StoreError:
             return False
-        ids = self._ids()
-        position = np.searchsorted(ids, key)
-        return bool(position < len(ids) and ids[position] == key)
+        return bool(self._contains_many(np.array([key], dtype=np.int64))[0])
 
     def disk_usage(self) -> int:
         """Bytes the store occupies on disk, counted in allocated blocks as ``du`` does."""
@@ -254,8 +268,25 @@ class Backend(abc.ABC):
             raise translated from error
 
     def _next_id(self) -> int:
-        ids = self._ids()
-        return int(ids[-1]) + 1 if len(ids) else 0
+        largest = self._max_id()
+        return 0 if largest is None else largest + 1
+
+    def _check_capable(self, images: np.ndarray, *, overwrite: bool, single: bool) -> None:
+        """Refuse, before anything is written, what this format cannot do."""
+        can = self.capabilities
+        asked = None
+        if overwrite and not can.overwrite:
+            asked = "overwrite=True"
+        elif single and not can.write_one:
+            asked = "write_one"
+        elif images.dtype.name not in can.dtypes:
+            asked = f"{images.dtype} pixels"
+        elif can.channels is not None and images.shape[-1] not in can.channels:
+            asked = f"{images.shape[-1]} channels"
+        if asked:
+            raise UnsupportedOperationError(
+                f"backend {self.name!r} cannot store {asked}; it supports {can.describe()}. "
+                "Choose a backend that does (storage.BACKENDS lists them)")
 
     def _raise_duplicates(self, duplicates) -> None:
         shown = ", ".join(str(int(key)) for key in list(duplicates)[:5])
@@ -287,7 +318,7 @@ class Backend(abc.ABC):
     # ---- the marker: which backend wrote this directory -------------------------------
     @property
     def _marker_path(self) -> Path:
-        return self.path / MARKER
+        return marker_path(self.path)
 
     def _prepare_directory(self) -> bool:
         """Check the path for ``mode``; return True when a new store must be created."""
@@ -329,21 +360,10 @@ class Backend(abc.ABC):
         return True
 
     def _load_marker(self) -> dict:
-        try:
-            marker = json.loads(self._marker_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise NotAStoreError(
-                f"'{self._marker_path}' is not a readable store marker ({error}); "
-                "the store is damaged or this is not a store"
-            ) from error
-        if not isinstance(marker, dict) or marker.get("format") != FORMAT:
-            raise NotAStoreError(f"'{self._marker_path}' is not a store marker")
-        if "crc" in marker and marker["crc"] != _marker_crc(marker):  # older markers have none
-            raise CorruptStoreError(f"'{self._marker_path}' fails its CRC; the store is damaged")
-        return marker
+        return read_marker(self.path)
 
     def _check_marker(self) -> None:
-        written_by = self._load_marker().get("backend")
+        written_by = self._load_marker()["backend"]
         if written_by != self.name:
             raise WrongBackendError(
                 f"store at '{self.path}' was written by backend {written_by!r}, not "
@@ -351,39 +371,7 @@ class Backend(abc.ABC):
             )
 
     def _read_marker_shape(self):
-        shape = self._load_marker().get("image_shape")
-        if shape is None:
-            return None
-        if not (isinstance(shape, list) and len(shape) == 3
-                and all(isinstance(n, int) and n > 0 for n in shape)):
-            raise NotAStoreError(f"'{self._marker_path}' holds an invalid image_shape {shape!r}")
-        return tuple(shape)
+        return marker_shape(self._load_marker(), self.path)
 
     def _write_marker(self) -> None:
-        marker = {
-            "format": FORMAT,
-            "backend": self.name,
-            "version": 1,
-            "image_shape": list(self._image_shape) if self._image_shape else None,
-        }
-        write_json_atomically(self._marker_path, {**marker, "crc": _marker_crc(marker)})
-
-
-def _marker_crc(marker: dict) -> int:
-    """CRC-32 of the marker's other fields: a damaged image_shape must not read as valid."""
-    fields = {key: value for key, value in marker.items() if key != "crc"}
-    return zlib.crc32(json.dumps(fields, sort_keys=True).encode())
-
-
-def backend_of(path) -> str:
-    """The name of the backend that wrote the store at ``path``."""
-    marker = Path(path) / MARKER
-    if not marker.exists():
-        raise StoreNotFoundError(f"no store at '{path}' (no {MARKER}); check the path")
-    try:
-        name = json.loads(marker.read_text()).get("backend")
-    except (OSError, ValueError, AttributeError) as error:
-        raise NotAStoreError(f"'{marker}' is not a readable store marker ({error})") from error
-    if not isinstance(name, str):
-        raise NotAStoreError(f"'{marker}' names no backend")
-    return name
+        write_marker(self.path, self.name, self._image_shape)

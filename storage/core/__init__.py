@@ -1,0 +1,1 @@
+"""What every format shares: the interface, argument checks, the marker, files and checksums."""

@@ -1,0 +1,46 @@
+"""What a format guarantees, declared beside its code for the shared tests to read.
+
+The interop, crash, corruption and full-disk tests run over every registered
+format and take what they need to know from its ``facts``. A fact a format
+leaves at ``None`` makes the test that needs it skip with a reason saying which
+fact to declare, never fail with a ``KeyError``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# path -> {id: (image, label)}: the store read with the plain library, not with storage.
+PlainReader = Callable[[Path], dict[int, tuple[np.ndarray, int]]]
+
+
+@dataclass(frozen=True)
+class FormatFacts:
+    # Reads a store with the format's own library, following the module docstring's layout.
+    plain_reader: PlainReader | None = None
+    # A write_many is all or nothing after a crash (else a prefix of it may survive).
+    atomic_batches: bool | None = None
+    # An overwrite cut short can leave images torn (they then read as CorruptStoreError).
+    torn_overwrites: bool | None = None
+    # The file the data is written to, and the system calls that write it (for strace faults).
+    data_file: str | None = None
+    write_calls: str | None = None
+    # How many write calls to the data file a small write session makes: the kill points tried.
+    syscall_kills: tuple[int, ...] | None = None
+    # Named crash points in the write path (tests/reliability/writer.py): (point, nth call).
+    crash_points: tuple[tuple[str, int], ...] = field(default=())
+    # Damage to the format's files can bring back an earlier commit instead of an error.
+    rolls_back_when_damaged: bool | None = None
+    # A file-size limit (bytes) that a few batches reach, for the full-disk tests.
+    file_size_limit: int | None = None
+    # What a power cut does beyond losing unsynced data; None: nothing documented.
+    power_loss: str | None = None
+
+
+def missing_fact(backend: str, fact: str) -> str:
+    """The skip reason for a test that needs a fact the format does not declare."""
+    return (f"backend {backend!r} declares no {fact!r} in its facts "
+            "(storage.core.facts.FormatFacts); declare it to run this test")

@@ -1,0 +1,1 @@
+"""The formats this project recommends, one module (or small package) each."""

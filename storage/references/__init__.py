@@ -1,0 +1,1 @@
+"""Baselines to measure against, never recommended: the classic code and raw ``.npy``."""

@@ -1,0 +1,1 @@
+"""Where images come from: the CIFAR python batches, and generated stand-ins."""
