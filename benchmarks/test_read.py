@@ -57,6 +57,21 @@ def test_open_read_single(benchmark, storage_backend, storage_n, dataset, built_
                       dataset.images[0].nbytes * storage_n)
 
 
+def test_read_many_random(benchmark, storage_backend, storage_n, dataset, built_stores):
+    """read_many of 1,000 ids drawn at random from an open store of N: one shuffled batch."""
+    label(benchmark, "read_many_random", storage_backend, storage_n, dataset)
+    path = built_stores.get(storage_backend, storage_n)
+    count = min(1_000, storage_n)
+    rng = np.random.default_rng(storage_n)
+
+    with open_store(path, storage_backend) as store:
+        images, labels = benchmark.pedantic(
+            store.read_many, setup=lambda: ((rng.choice(storage_n, count, replace=False),), {}),
+            rounds=rounds_for(storage_n) * 5)
+    record_throughput(benchmark, count, images[0].nbytes, disk_usage(path),
+                      dataset.images[0].nbytes * storage_n)
+
+
 def _spread_ids(count: int):
     """Ids spread over the whole store, so reads do not all hit one cached block."""
     rng = np.random.default_rng(count)

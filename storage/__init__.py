@@ -1,4 +1,4 @@
-"""Store image datasets as PNG files, LMDB or HDF5 behind one interface.
+"""Image datasets in PNG files, LMDB, HDF5, SQLite, LevelDB or tar shards, behind one interface.
 
 >>> with open_store("cifar.lmdb", "lmdb", mode="w") as store:
 ...     store.write_many(images, labels)

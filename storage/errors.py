@@ -92,3 +92,11 @@ class UnsupportedOperationError(StoreError, ValueError):
 
 class NewerFormatError(StoreError, ValueError):
     """The store was written by a newer version of its format than this library reads."""
+
+
+class StoreBusyError(StoreError, OSError):
+    """The format allows one process per store (LevelDB), and another process has it open."""
+
+
+class UnsafeShardError(StoreError, ValueError):
+    """A tar shard made elsewhere holds what a store never writes: links, devices, '..' names."""

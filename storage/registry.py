@@ -25,6 +25,9 @@ _ENTRIES = [
     BackendEntry("png", "storage.formats.png:PngBackend"),
     BackendEntry("lmdb", "storage.formats.lmdb:LmdbBackend"),
     BackendEntry("hdf5", "storage.formats.hdf5:Hdf5Backend"),
+    BackendEntry("sqlite", "storage.formats.sqlite:SqliteBackend"),
+    BackendEntry("leveldb", "storage.formats.leveldb:LeveldbBackend"),
+    BackendEntry("tar", "storage.formats.tar:TarBackend"),
     # References: what the classic code does, and what moving the bytes costs.
     BackendEntry("classic-png", "storage.references.classic_png:ClassicPngBackend", reference=True),
     BackendEntry("classic-lmdb", "storage.references.classic_lmdb:ClassicLmdbBackend", reference=True),

@@ -38,6 +38,8 @@ class FormatFacts:
     file_size_limit: int | None = None
     # What a power cut does beyond losing unsynced data; None: nothing documented.
     power_loss: str | None = None
+    # A store in a directory this process may not write can still be read (else ReadOnlyError).
+    reads_read_only_directory: bool = True
 
 
 def missing_fact(backend: str, fact: str) -> str:

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from storage.core.facts import missing_fact
 from storage.registry import our_backends
 from tests.reliability.faults import (ATOMIC_BATCHES, DATA_FILES, KILLED, TORN_OVERWRITES,
-                                      WriterSession, needs_strace, tallied)
+                                      WriterSession, facts_of, needs_strace, tallied)
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill
 
 
@@ -85,7 +86,8 @@ NEW_STORE_POINTS = {"while-creating", "before-rename"}  # reached only when crea
 def crash_points() -> list:
     return [pytest.param(backend, point, nth, id=f"{backend}-{point}-{nth}")
             for backend in our_backends()
-            for point, nth in COMMON_POINTS + BACKEND_POINTS.get(backend, [])]
+            for point, nth in COMMON_POINTS + BACKEND_POINTS.get(
+                backend, list(facts_of(backend).crash_points))]
 
 
 @pytest.mark.timeout(60)
@@ -113,6 +115,8 @@ SYSCALL_POINTS = {"png": range(1, 10), "lmdb": range(1, 13), "hdf5": range(1, 61
 @pytest.mark.timeout(180)
 def test_killed_at_write_system_calls(backend_name, tmp_path):
     """strace delivers SIGKILL as the N-th write to the data file begins."""
+    if backend_name not in DATA_FILES:
+        pytest.skip(missing_fact(backend_name, "data_file"))
     data_file, calls = DATA_FILES[backend_name]
     pristine = tmp_path / "pristine"
     fill(pristine, backend_name, range(50))
@@ -126,7 +130,8 @@ def test_killed_at_write_system_calls(backend_name, tmp_path):
         return path, session, session.finish()
 
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(kill_at, SYSCALL_POINTS[backend_name]))
+        runs = list(pool.map(kill_at, SYSCALL_POINTS.get(backend_name)
+                             or facts_of(backend_name).syscall_kills))
     killed = 0
     for path, session, returncode in runs:
         if returncode != KILLED:  # the writer made fewer calls than n

@@ -61,7 +61,8 @@ def half_a_file(path, content) -> None:
 
 CRASH_POINTS = ("png-before-rows", "png-half-rows", "png-half-file", "lmdb-in-transaction",
                 "hdf5-before-flush", "hdf5-after-flush", "before-rename", "while-creating",
-                "in-fsync", "after-commit")
+                "in-fsync", "after-commit", "sqlite-before-commit", "leveldb-before-batch",
+                "tar-before-index")
 
 
 def install_crash(point: str, nth: int) -> None:
@@ -82,9 +83,38 @@ def install_crash(point: str, nth: int) -> None:
         "while-creating": lambda: _die_on_create(),
         "in-fsync": lambda: on_nth_call(os, "fsync", nth, before=lambda *a: die()),
         "after-commit": lambda: None,  # handled by the loop below
+        # The batch is in the transaction, the memtable's batch or the shard, not committed.
+        "sqlite-before-commit": lambda: _die_before_sqlite_commit(nth),
+        "leveldb-before-batch": lambda: on_nth_call(_backend_class("leveldb"), "_commit", nth,
+                                                    before=lambda *a: die()),
+        "tar-before-index": lambda: on_nth_call(_backend_class("tar"), "_before_index", nth,
+                                                before=lambda *a: die()),
     }
     assert set(hooks) == set(CRASH_POINTS)
     hooks[point]()
+
+
+def _backend_class(name: str):
+    from storage.registry import backend_class
+    return backend_class(name)
+
+
+def _die_before_sqlite_commit(nth: int) -> None:
+    """Kill as the nth COMMIT statement is about to run: the rows are in, uncommitted."""
+    import contextlib
+    cls = _backend_class("sqlite")
+    original = cls._transaction
+    calls = [0]
+
+    @contextlib.contextmanager
+    def transaction(self, db):
+        with original(self, db):
+            yield
+            calls[0] += 1
+            if calls[0] == nth:
+                die()
+
+    cls._transaction = transaction
 
 
 def _die_before_renaming_new_file(nth: int) -> None:
