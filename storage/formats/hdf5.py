@@ -49,6 +49,7 @@ import imagecodecs
 import numpy as np
 
 from storage.core.backend import Backend
+from storage.core.facts import FormatFacts
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
 from storage.core.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
@@ -77,8 +78,27 @@ class _SharedFile:
 _readers: dict[str, _SharedFile] = {}  # by real path
 
 
+def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
+    """id -> (image, label), read with plain h5py as the layout above says."""
+    with h5py.File(path / FILE, "r") as file:
+        keys = file["ids"][:]  # the commit record: rows past its length do not count
+        pixels, values = file["images"][:len(keys)], file["labels"][:len(keys)]
+    return {int(key): (image, int(label)) for key, image, label in zip(keys, pixels, values)}
+
+
 class Hdf5Backend(Backend):
     name = "hdf5"
+    facts = FormatFacts(
+        plain_reader=read_plainly,
+        atomic_batches=True,  # /ids grows once per batch, after the rows are flushed
+        torn_overwrites=True,  # rows are rewritten in place; checksums report torn ones
+        data_file=FILE, write_calls="pwrite64",
+        syscall_kills=tuple(range(1, 61, 3)),  # some 8 writes to images.h5 per commit
+        crash_points=(("hdf5-before-flush", 2), ("hdf5-after-flush", 1), ("hdf5-after-flush", 4),
+                      ("before-rename", 1), ("before-rename", 2), ("in-fsync", 1)),
+        rolls_back_when_damaged=False,
+        file_size_limit=2_000_000,
+    )
 
     def _open(self, create: bool) -> None:
         self._file_path = self.path / FILE

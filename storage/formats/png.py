@@ -26,6 +26,7 @@ damaged id, label or file name.
 """
 from __future__ import annotations
 
+import csv
 import os
 import re
 import zlib
@@ -35,6 +36,7 @@ import numpy as np
 
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
+from storage.core.facts import FormatFacts
 from storage.errors import CorruptStoreError
 from storage.core.files import WriterLock, fsync_directory, sync_filesystem
 from storage.core.threads import for_each_slice
@@ -51,6 +53,20 @@ _PNG_OVERHEAD = 63
 _FILE_NAME = re.compile(rb"^images/(\d+)(?:\.(\d+))?\.png$")
 
 
+def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
+    """id -> (image, label), read with ``csv`` and Pillow as the layout above says."""
+    from PIL import Image  # only this reader uses Pillow; the backend uses libpng directly
+
+    with open(path / TABLE, newline="") as table:
+        rows = {int(row["id"]): row for row in csv.DictReader(table)}  # later rows win
+    store = {}
+    for key, row in rows.items():
+        with Image.open(path / row["file"]) as image:
+            pixels = np.asarray(image)
+        store[key] = (pixels[..., None] if pixels.ndim == 2 else pixels, int(row["label"]))
+    return store
+
+
 class PngBackend(Backend):
     """``compression``: zlib level 0-9; by default 0 (stored) when an uncompressed PNG
     of the store's images still fits in one file-system block, else ``ZLIB_LEVEL``.
@@ -58,6 +74,17 @@ class PngBackend(Backend):
 
     name = "png"
     capabilities = Capabilities(channels=(1, 2, 3, 4))  # grey, grey+alpha, RGB, RGBA
+    facts = FormatFacts(
+        plain_reader=read_plainly,
+        atomic_batches=False,  # a batch's rows go in one write, of which a kill may leave a prefix
+        torn_overwrites=False,  # an overwrite writes a new file; the old one stays until its row
+        data_file=TABLE, write_calls="write",
+        syscall_kills=tuple(range(1, 10)),  # one write of the table per operation
+        crash_points=(("png-before-rows", 2), ("png-half-rows", 3), ("png-half-file", 40),
+                      ("before-rename", 1), ("in-fsync", 1)),
+        rolls_back_when_damaged=False,
+        file_size_limit=6_000,  # the table outgrows it within a few batches
+    )
 
     def __init__(self, path, mode="r", *, durable=True, compression: int | None = None):
         if compression is not None and compression not in range(10):

@@ -31,9 +31,11 @@ import numpy as np
 
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
+from storage.core.facts import FormatFacts
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
 from storage.core.files import storage_looks_full, translate_os_error
 from storage.formats.lmdb.chunk import Chunk
+from storage.formats.lmdb.plain import read_plainly
 
 _CHUNK_BYTES = 256 * 1024  # a chunk fills about 64 LMDB pages
 _INITIAL_MAP_SIZE = 64 * 1024**2
@@ -54,6 +56,18 @@ def chunk_images_for(image_shape) -> int:
 
 class LmdbBackend(Backend):
     name = "lmdb"
+    facts = FormatFacts(
+        plain_reader=read_plainly,
+        atomic_batches=True,  # one transaction per write_many
+        torn_overwrites=False,  # copy-on-write pages: an overwrite is whole or absent
+        data_file="data.mdb", write_calls="pwrite64,pwritev,writev",
+        syscall_kills=tuple(range(1, 13)),  # about two writes to data.mdb per commit
+        crash_points=(("lmdb-in-transaction", 1), ("lmdb-in-transaction", 4)),
+        # LMDB's two meta pages carry no checksum: damage to the newer one opens the
+        # store as of the commit before (tests/reliability/test_corruption.py).
+        rolls_back_when_damaged=True,
+        file_size_limit=2_000_000,
+    )
 
     def __init__(self, path, mode="r", *, durable=True, map_size=_INITIAL_MAP_SIZE):
         self._initial_map_size = map_size
