@@ -79,11 +79,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _write_many(self, ids: np.ndarray, images: np.ndarray, labels: np.ndarray,
                     overwrite: bool) -> None:
-        """Store a validated batch as one commit; raise DuplicateKeyError before writing."""
+        """Store a validated batch as one commit. Without ``overwrite`` none of the ids is
+        held (the base class has checked); with it, held ids are replaced."""
 
     @abc.abstractmethod
     def _read_many(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Images and labels for validated ids, in the order asked."""
+        """Images and labels for validated ids, in the order asked.
+
+        An id not held raises KeyError: ``raise self._missing(ids)`` where the backend
+        knows which, any KeyError where it does not (the base class then finds them).
+        """
 
     @abc.abstractmethod
     def _ids(self) -> np.ndarray:
@@ -151,6 +156,8 @@ class Backend(abc.ABC):
             raise DuplicateKeyError("ids repeat within the batch; give each image its own id")
         if len(images) == 0:
             return ids
+        if not overwrite:
+            self._refuse_held(ids)
         self._accept_shape(images.shape[1:])
         self._guarded_write(self._write_many, ids, images, labels, overwrite)
         if self.durable:
@@ -164,13 +171,19 @@ class Backend(abc.ABC):
         image = validation.check_images(image, batch=False, dtypes=self.capabilities.dtypes)
         self._check_capable(image, overwrite=overwrite, single=True)
         label = validation.check_label(label)
+        if not overwrite:
+            self._refuse_held(np.array([key], dtype=np.int64))
         self._accept_shape(image.shape)
         self._guarded_write(self._write_one, key, image, label, overwrite)
 
     def read_one(self, key: int) -> tuple[np.ndarray, int]:
         """The image (H, W, C) and label stored under ``key``."""
         self._check_usable()
-        return self._read_one(validation.check_id(key))
+        key = validation.check_id(key)
+        try:
+            return self._read_one(key)
+        except KeyError as error:
+            raise self._missing_among(np.array([key], dtype=np.int64), error) from None
 
     def read_many(self, ids) -> tuple[np.ndarray, np.ndarray]:
         """Images (N, H, W, C) and labels (N,) for ``ids``: a range, list or array."""
@@ -178,7 +191,10 @@ class Backend(abc.ABC):
         ids = validation.check_ids(ids)
         if len(ids) == 0:
             return np.zeros((0, *(self.image_shape or (0, 0, 0))), np.uint8), np.zeros(0, np.int64)
-        return self._read_many(ids)
+        try:
+            return self._read_many(ids)
+        except KeyError as error:
+            raise self._missing_among(ids, error) from None
 
     def ids(self) -> np.ndarray:
         """Every id held, sorted ascending."""
@@ -288,20 +304,30 @@ class Backend(abc.ABC):
                 f"backend {self.name!r} cannot store {asked}; it supports {can.describe()}. "
                 "Choose a backend that does (storage.BACKENDS lists them)")
 
-    def _raise_duplicates(self, duplicates) -> None:
-        shown = ", ".join(str(int(key)) for key in list(duplicates)[:5])
-        raise DuplicateKeyError(
-            f"id(s) {shown} already in the store at '{self.path}'; "
-            "pass overwrite=True to replace them, or use new ids"
-        )
+    def _refuse_held(self, ids: np.ndarray) -> None:
+        """DuplicateKeyError, before anything is written, for ids the store holds."""
+        held = self._contains_many(ids)
+        if held.any():
+            shown = ", ".join(str(int(key)) for key in ids[held][:5])
+            raise DuplicateKeyError(
+                f"id(s) {shown} already in the store at '{self.path}'; "
+                "pass overwrite=True to replace them, or use new ids")
 
-    def _raise_missing(self, missing) -> None:
+    def _missing(self, missing) -> KeyNotFoundError:
+        """The error for ids not held, for a backend to raise where its read finds them."""
         shown = ", ".join(str(int(key)) for key in list(missing)[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise KeyNotFoundError(
+        return KeyNotFoundError(
             f"id(s) {shown}{more} not in the store at '{self.path}'; "
-            "store.ids() lists the ids it holds"
-        )
+            "store.ids() lists the ids it holds")
+
+    def _missing_among(self, ids: np.ndarray, error: KeyError) -> KeyError:
+        """What a KeyError out of a read becomes: ours as it is, else one naming the ids
+        not held (found only now, so reads pay nothing for the check)."""
+        if isinstance(error, KeyNotFoundError):
+            return error
+        held = self._contains_many(ids)
+        return error if held.all() else self._missing(ids[~held])
 
     def _accept_shape(self, shape) -> None:
         shape = tuple(int(n) for n in shape)

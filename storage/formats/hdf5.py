@@ -233,8 +233,6 @@ class Hdf5Backend(Backend):
     # ---- writing -------------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
         rows, found = self._index.rows(ids)
-        if found.any() and not overwrite:
-            self._raise_duplicates(ids[found])
         # HDF5 may crash when a file whose write failed half way is closed, so a full
         # disk is best refused before anything is written (see _reopened_after_failure).
         if storage_looks_full(self._file_path, images.nbytes + 24 * len(ids) + _ROOM):
@@ -316,7 +314,7 @@ class Hdf5Backend(Backend):
     def _read_one(self, key):
         row = self._index.row(key)
         if row is None:
-            self._raise_missing([key])
+            raise self._missing([key])
         image = self._reading(self._read_row, row)
         label = int(self._labels[row])
         if image_checksum(key, label, image[0]) != self._checksums[row]:
@@ -337,7 +335,7 @@ class Hdf5Backend(Backend):
     def _read_many(self, ids):
         rows, found = self._index.rows(ids)
         if not found.all():
-            self._raise_missing(ids[~found])
+            raise self._missing(ids[~found])
         images = self._reading(self._read_rows, rows)
         return images, self._verified(ids, rows, images)
 
@@ -392,6 +390,12 @@ class Hdf5Backend(Backend):
 
     def _count(self):
         return len(self._index)
+
+    def _contains_many(self, ids):
+        return self._index.rows(ids)[1]
+
+    def _max_id(self):
+        return self._index.max_id
 
 
 def _new_file_path(path):

@@ -208,8 +208,6 @@ class PngBackend(Backend):
     # ---- writing -----------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
         rows, found = self._index.rows(ids)
-        if found.any() and not overwrite:
-            self._raise_duplicates(ids[found])
         files = [self._new_file_name(key, self._files[row] if was_there else None)
                  for key, row, was_there in zip(ids.tolist(), rows.tolist(), found.tolist())]
 
@@ -251,7 +249,7 @@ class PngBackend(Backend):
     def _read_one(self, key):
         row = self._index.row(key)
         if row is None:
-            self._raise_missing([key])
+            raise self._missing([key])
         image = np.empty(self.image_shape, np.uint8)
         self._decode_into(image, self._files[row])
         return image, int(self._labels[row])
@@ -259,7 +257,7 @@ class PngBackend(Backend):
     def _read_many(self, ids):
         rows, found = self._index.rows(ids)
         if not found.all():
-            self._raise_missing(ids[~found])
+            raise self._missing(ids[~found])
         images = np.empty((len(ids), *self.image_shape), np.uint8)
         files = [self._files[row] for row in rows.tolist()]
 
@@ -287,6 +285,12 @@ class PngBackend(Backend):
 
     def _count(self):
         return len(self._index)
+
+    def _contains_many(self, ids):
+        return self._index.rows(ids)[1]
+
+    def _max_id(self):
+        return self._index.max_id
 
 
 def compression_for(image_shape, block_size: int) -> int:

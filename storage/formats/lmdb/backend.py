@@ -240,11 +240,7 @@ class LmdbBackend(Backend):
                 stored = txn.get(key, db=self._chunks_db)
                 if stored is not None:
                     old = Chunk.parse(stored, shape, self._where(number), number)
-                    clashes = np.isin(old.slots, new.slots)
-                    if clashes.any() and not overwrite:
-                        clashing = old.slots[clashes].astype(np.int64)
-                        self._raise_duplicates(clashing + number * chunk_images)
-                    added -= int(clashes.sum())
+                    added -= int(np.isin(old.slots, new.slots).sum())  # replaced, not added
                     new = old.merged(new)
                 added += stop - start
                 txn.put(key, new.to_bytes(number), db=self._chunks_db)
@@ -263,42 +259,48 @@ class LmdbBackend(Backend):
     def _read_one(self, key):
         with self._reading() as txn:
             if self.image_shape is None:
-                self._raise_missing([key])
+                raise self._missing([key])
             chunk_images = self._chunk_size(txn)
             number, slot = divmod(key, chunk_images)
             value = txn.get(_KEY.pack(number), db=self._chunks_db)
             if value is None:
-                self._raise_missing([key])
+                raise self._missing([key])
             chunk = Chunk.parse(value, self.image_shape, self._where(number), number)
             position = int(np.searchsorted(chunk.slots, slot))
             if position >= len(chunk.slots) or chunk.slots[position] != slot:
-                self._raise_missing([key])
+                raise self._missing([key])
             return chunk.pixels[position].copy(), int(chunk.labels[position])
 
     def _read_many(self, ids):
         if self.image_shape is None:
-            self._raise_missing(ids)
+            raise self._missing(ids)
         images = np.empty((len(ids), *self.image_shape), np.uint8)
         labels = np.empty(len(ids), np.int64)
         with self._reading() as txn:
-            chunk_images = self._chunk_size(txn)
-            chunk_numbers = ids // chunk_images
-            order = np.argsort(chunk_numbers, kind="stable")
-            for start, stop in _runs(chunk_numbers[order]):
-                group = order[start:stop]
-                number = int(chunk_numbers[group[0]])
-                value = txn.get(_KEY.pack(number), db=self._chunks_db)
-                if value is None:
-                    self._raise_missing(ids[group])
-                chunk = Chunk.parse(value, self.image_shape, self._where(number), number)
-                slots = ids[group] % chunk_images
-                positions = np.minimum(np.searchsorted(chunk.slots, slots), len(chunk.slots) - 1)
-                found = chunk.slots[positions] == slots
+            for group, chunk, positions, found in self._lookup(txn, ids):
                 if not found.all():
-                    self._raise_missing(ids[group][~found])
+                    raise self._missing(ids[group][~found])
                 _gather(chunk.pixels, positions, images, group)
                 labels[group] = chunk.labels[positions]
         return images, labels
+
+    def _lookup(self, txn, ids):
+        """Per chunk the ids fall in: (their positions in ``ids``, the chunk, their
+        positions in the chunk, which are there); one LMDB lookup per chunk."""
+        chunk_images = self._chunk_size(txn)
+        chunk_numbers = ids // chunk_images
+        order = np.argsort(chunk_numbers, kind="stable") if len(ids) > 1 else np.zeros(1, int)
+        for start, stop in _runs(chunk_numbers[order]):
+            group = order[start:stop]
+            number = int(chunk_numbers[group[0]])
+            value = txn.get(_KEY.pack(number), db=self._chunks_db)
+            if value is None:
+                yield group, None, None, np.zeros(len(group), bool)
+                continue
+            chunk = Chunk.parse(value, self.image_shape, self._where(number), number)
+            slots = ids[group] % chunk_images
+            positions = np.minimum(np.searchsorted(chunk.slots, slots), len(chunk.slots) - 1)
+            yield group, chunk, positions, chunk.slots[positions] == slots
 
     def _ids(self):
         parts = []
@@ -316,14 +318,23 @@ class LmdbBackend(Backend):
         with self._reading() as txn:
             return (self._meta(txn, b"count", _U64) or (0,))[0]
 
-    def _next_id(self):
+    def _contains_many(self, ids):
+        held = np.zeros(len(ids), bool)
+        with self._reading() as txn:
+            if self.image_shape is None:
+                return held
+            for group, _chunk, _positions, found in self._lookup(txn, ids):
+                held[group] = found
+        return held
+
+    def _max_id(self):
         with self._reading() as txn:
             cursor = txn.cursor(db=self._chunks_db)
             if not cursor.last():
-                return 0
+                return None
             number = _KEY.unpack(bytes(cursor.key()))[0]
             chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number), number)
-            return number * self._chunk_size(txn) + int(chunk.slots[-1]) + 1
+            return number * self._chunk_size(txn) + int(chunk.slots[-1])
 
 
 def _runs(values: np.ndarray):
