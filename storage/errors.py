@@ -92,3 +92,7 @@ class UnsupportedOperationError(StoreError, ValueError):
 
 class NewerFormatError(StoreError, ValueError):
     """The store was written by a newer version of its format than this library reads."""
+
+
+class InvalidOptionError(StoreError, TypeError):
+    """A backend option that the backend does not have, or a value it does not accept."""

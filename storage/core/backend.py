@@ -30,6 +30,7 @@ from storage.errors import (
 )
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
+from storage.core.options import Options
 from storage.core.files import disk_usage, translate_os_error
 from storage.core.marker import MARKER, backend_of, marker_path, marker_shape, read_marker, write_marker
 
@@ -50,10 +51,13 @@ class Backend(abc.ABC):
     # guarantees (read by the shared tests). Formats override the defaults they differ from.
     capabilities: ClassVar[Capabilities] = Capabilities()
     facts: ClassVar[FormatFacts] = FormatFacts()
+    # The keyword options a format takes (storage.core.options); checked and kept here.
+    Options: ClassVar[type[Options]] = Options
 
-    def __init__(self, path, mode: str = "r", *, durable: bool = True):
+    def __init__(self, path, mode: str = "r", *, durable: bool = True, **options):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.options = self.Options.from_keywords(self.name, options)
         self.path = Path(path)
         self.mode = mode
         self.durable = durable
@@ -244,12 +248,12 @@ class Backend(abc.ABC):
     # Pickling sends the path, not handles: the receiving process opens its own, for
     # reading (it is a worker; a second writer would meet the first one's lock).
     def __getstate__(self):
-        return {"path": str(self.path), "mode": "r", "durable": self.durable}
+        return {"path": str(self.path), "mode": "r", "durable": self.durable,
+                "options": self.options.as_keywords()}
 
     def __setstate__(self, state) -> None:
-        # A backend's own options (map_size, compression) travel as further keys.
-        options = {key: value for key, value in state.items() if key not in ("path", "mode")}
-        self.__init__(state["path"], state["mode"], **options)
+        self.__init__(state["path"], state["mode"], durable=state["durable"],
+                      **state.get("options", {}))
 
     # ---- shared machinery ------------------------------------------------------------
     def _check_usable(self) -> None:

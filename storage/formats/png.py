@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 import re
 import zlib
 
@@ -37,6 +38,7 @@ import numpy as np
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
+from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError
 from storage.core.files import WriterLock, fsync_directory, sync_filesystem
 from storage.core.threads import for_each_slice
@@ -67,12 +69,20 @@ def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
     return store
 
 
+@dataclass(frozen=True)
+class PngOptions(Options):
+    # zlib level; None: 0 (stored) when an uncompressed PNG of the store's images still
+    # fits in one file-system block, else ZLIB_LEVEL (see compression_for).
+    compression: int | None = option(None, "a zlib level 0..9, or None to choose by image size",
+                                     lambda value: value is None or is_int(value)
+                                     and 0 <= value <= 9)
+
+
 class PngBackend(Backend):
-    """``compression``: zlib level 0-9; by default 0 (stored) when an uncompressed PNG
-    of the store's images still fits in one file-system block, else ``ZLIB_LEVEL``.
-    """
+    """``compression``: see ``PngOptions``."""
 
     name = "png"
+    Options = PngOptions
     capabilities = Capabilities(channels=(1, 2, 3, 4))  # grey, grey+alpha, RGB, RGBA
     facts = FormatFacts(
         plain_reader=read_plainly,
@@ -86,21 +96,13 @@ class PngBackend(Backend):
         file_size_limit=6_000,  # the table outgrows it within a few batches
     )
 
-    def __init__(self, path, mode="r", *, durable=True, compression: int | None = None):
-        if compression is not None and compression not in range(10):
-            raise ValueError(f"compression must be a zlib level 0..9 or None, got {compression!r}")
-        self._compression = compression
-        super().__init__(path, mode, durable=durable)
-
-    def __getstate__(self):
-        return {**super().__getstate__(), "compression": self._compression}
-
     def _zlib_level(self) -> int:
         if self._compression is None:
             self._compression = compression_for(self.image_shape, os.statvfs(self.path).f_bsize)
         return self._compression
 
     def _open(self, create: bool) -> None:
+        self._compression = self.options.compression
         self._table = self.path / TABLE
         self._image_dir = self.path / IMAGES
         # One writer: two would interleave their rows, and one cuts off the other's.

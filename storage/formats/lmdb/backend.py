@@ -25,6 +25,7 @@ import contextlib
 import errno
 import os
 import struct
+from dataclasses import dataclass
 
 import lmdb
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
 from storage.core.facts import FormatFacts
+from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
 from storage.core.files import storage_looks_full, translate_os_error
 from storage.formats.lmdb.chunk import Chunk
@@ -54,8 +56,16 @@ def chunk_images_for(image_shape) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class LmdbOptions(Options):
+    # The map LMDB starts with; it grows by itself when a batch does not fit.
+    map_size: int = option(_INITIAL_MAP_SIZE, "a positive number of bytes (an int)",
+                           lambda value: is_int(value) and value > 0)
+
+
 class LmdbBackend(Backend):
     name = "lmdb"
+    Options = LmdbOptions
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,  # one transaction per write_many
@@ -69,16 +79,9 @@ class LmdbBackend(Backend):
         file_size_limit=2_000_000,
     )
 
-    def __init__(self, path, mode="r", *, durable=True, map_size=_INITIAL_MAP_SIZE):
-        self._initial_map_size = map_size
-        super().__init__(path, mode, durable=durable)
-
-    def __getstate__(self):
-        return {**super().__getstate__(), "map_size": self._initial_map_size}
-
     def _open(self, create: bool) -> None:
         try:
-            self._env = lmdb_env.acquire(str(self.path), map_size=self._initial_map_size,
+            self._env = lmdb_env.acquire(str(self.path), map_size=self.options.map_size,
                                          writable=self.mode != "r")
         except lmdb.ReadersFullError as error:  # opening reads, and that needs a slot
             raise self._readers_full(error) from error
@@ -128,7 +131,7 @@ class LmdbBackend(Backend):
             "transactions you no longer need, or use fewer reader processes")
 
     def _replace_failed_environment(self) -> None:
-        self._env = lmdb_env.replace(str(self.path), self._env, map_size=self._initial_map_size,
+        self._env = lmdb_env.replace(str(self.path), self._env, map_size=self.options.map_size,
                                      writable=self.mode != "r")
         self._open_databases()
 
