@@ -11,6 +11,7 @@ import resource
 import weakref
 from pathlib import Path
 
+from storage.core.handles import in_forked_child
 from storage.errors import ReadOnlyError, StorageFullError
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -137,8 +138,9 @@ _writer_locks: weakref.WeakSet[WriterLock] = weakref.WeakSet()
 
 
 def _release_writer_locks_in_child() -> None:
+    # Closing the child's copy of the descriptor leaves the parent's lock held.
     for lock in list(_writer_locks):
         lock.release()
 
 
-os.register_at_fork(after_in_child=_release_writer_locks_in_child)
+in_forked_child(_release_writer_locks_in_child)

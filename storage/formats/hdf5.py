@@ -53,6 +53,7 @@ from storage.core.facts import FormatFacts
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
 from storage.core.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
+from storage.core.handles import in_forked_child
 from storage.core.row_index import RowIndex
 
 FILE = "images.h5"
@@ -535,4 +536,4 @@ def _close_through_devnull(file: h5py.File) -> None:
         os.close(devnull)
 
 
-os.register_at_fork(after_in_child=_disarm_in_child)
+in_forked_child(_disarm_in_child)

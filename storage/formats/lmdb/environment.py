@@ -1,45 +1,37 @@
 """One LMDB environment per store directory per process, shared and reopened after fork.
 
 LMDB forbids opening the same environment twice in one process, so every store
-object on a path shares one ``lmdb.Environment``; a forked child drops the
-parent's handle (it must not be used across fork) and opens its own.
+object on a path shares one ``lmdb.Environment`` (``storage.core.handles``); a
+forked child drops the parent's (it must not be used across fork) and opens its own.
 """
 from __future__ import annotations
 
 import os
-import threading
 
 import lmdb
 
-_lock = threading.Lock()
-_environments: dict[str, list] = {}  # real path -> [environment, users]
-_owner_pid = os.getpid()
+from storage.core.handles import SharedHandles
 
 DATABASES = 2  # "meta" and "chunks"
 
 
+def _close_quietly(environment: lmdb.Environment) -> None:
+    try:
+        environment.close()  # in a forked child: unmaps and closes this child's copies only
+    except lmdb.Error:
+        pass
+
+
+_environments: SharedHandles[lmdb.Environment] = SharedHandles(forget=_close_quietly)
+
+
 def acquire(path: str, *, map_size: int, writable: bool) -> lmdb.Environment:
     key = os.path.realpath(path)
-    with _lock:
-        _forget_parent_environments()
-        entry = _environments.get(key)
-        if entry is None:
-            entry = [_open(key, map_size, writable), 0]
-            _environments[key] = entry
-        entry[1] += 1
-        return entry[0]
+    return _environments.acquire(key, lambda: _open(key, map_size, writable))
 
 
 def release(path: str) -> None:
-    key = os.path.realpath(path)
-    with _lock:
-        entry = _environments.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del _environments[key]
-            entry[0].close()
+    _environments.release(os.path.realpath(path), close=lambda environment: environment.close())
 
 
 def replace(path: str, failed: lmdb.Environment, *, map_size: int,
@@ -50,16 +42,12 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
     transaction in that environment (MDB_PANIC); the file itself is intact.
     """
     key = os.path.realpath(path)
-    with _lock:
-        entry = _environments.get(key)
-        if entry is None or entry[0] is not failed:
-            return entry[0] if entry else failed  # another store object replaced it already
-        try:
-            failed.close()
-        except lmdb.Error:
-            pass
-        entry[0] = _open(key, map_size, writable)
-        return entry[0]
+
+    def reopen(environment):
+        _close_quietly(environment)
+        return _open(key, map_size, writable)
+
+    return _environments.replace(key, failed, reopen)
 
 
 def _open(path: str, map_size: int, writable: bool) -> lmdb.Environment:
@@ -72,16 +60,3 @@ def _open(path: str, map_size: int, writable: bool) -> lmdb.Environment:
         # fsync per commit is left to the backend: at the end of a write_many and at close.
         sync=False, metasync=False,
     )
-
-
-def _forget_parent_environments() -> None:
-    global _owner_pid
-    if _owner_pid == os.getpid():
-        return
-    for environment, _users in _environments.values():
-        try:
-            environment.close()  # unmaps and closes this child's copies only
-        except lmdb.Error:
-            pass
-    _environments.clear()
-    _owner_pid = os.getpid()
