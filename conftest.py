@@ -21,6 +21,17 @@ def pytest_configure(config):
         config.option.benchmark_disable = True
 
 
+def pytest_collection_modifyitems(config, items):
+    """With --benchmark-only, the tests are deselected rather than reported as skipped."""
+    if not config.getoption("benchmark_only", False):
+        return
+    benchmarks = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
+    if len(benchmarks) < len(items):
+        kept = set(benchmarks)
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = benchmarks
+
+
 def pytest_generate_tests(metafunc):
     settings = metafunc.config.storage_settings
     if "storage_backend" in metafunc.fixturenames:
