@@ -6,6 +6,7 @@ import pytest
 from benchmarks.ratios import add_ratios
 from benchmarks.settings import add_options, read_settings
 from benchmarks.datasets import load_dataset
+from tests.memory_backend import register as register_toy_format
 
 
 def pytest_addoption(parser):
@@ -14,6 +15,7 @@ def pytest_addoption(parser):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
 def pytest_configure(config):
+    register_toy_format()  # measured only when named: --storage-backends memory
     settings = read_settings(config)
     config.storage_settings = settings
     if not settings.measuring and not config.getoption("benchmark_disable", False):
