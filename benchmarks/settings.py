@@ -12,7 +12,6 @@ SMOKE_SIZES = (10, 100)
 # The registry as the library ships it; formats a test session adds (the toy in
 # tests/memory_backend.py) are measured only when named.
 DEFAULT_BACKENDS = tuple(BACKENDS)
-OPERATIONS = ("store_single", "store_many", "read_single", "read_many")
 # Options that ask pytest-benchmark to really measure; without any of them,
 # plain `pytest` runs each benchmark once as a smoke test.
 _MEASURING_OPTIONS = ("benchmark_only", "benchmark_enable", "benchmark_save",
