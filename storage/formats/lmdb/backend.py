@@ -25,18 +25,22 @@ import contextlib
 import errno
 import os
 import struct
+import sys
 
 import lmdb
 import numpy as np
 
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
-from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
+from storage.errors import (CorruptStoreError, InvalidOptionError, ReadersFullError,
+                            StorageFullError, StoreError)
 from storage.core.files import storage_looks_full, translate_os_error
 from storage.formats.lmdb.chunk import Chunk
 
 _CHUNK_BYTES = 256 * 1024  # a chunk fills about 64 LMDB pages
 _INITIAL_MAP_SIZE = 64 * 1024**2
+_MIN_MAP_SIZE = 64 * 1024  # 16 pages: LMDB needs room for its meta and first tree pages
+_MAX_MAP_SIZE = 2**46  # beyond the address space a process can map
 _KEY = struct.Struct(">Q")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -54,9 +58,10 @@ def chunk_images_for(image_shape) -> int:
 
 class LmdbBackend(Backend):
     name = "lmdb"
+    concurrent_writers = True  # LMDB serializes writers of any process itself
 
     def __init__(self, path, mode="r", *, durable=True, map_size=_INITIAL_MAP_SIZE):
-        self._initial_map_size = map_size
+        self._initial_map_size = check_map_size(map_size)
         super().__init__(path, mode, durable=durable)
 
     def __getstate__(self):
@@ -73,14 +78,14 @@ class LmdbBackend(Backend):
                 f"cannot open the LMDB environment at '{self.path}': {error}") from error
         try:
             self._check_length()
-            self._open_databases()
-        except lmdb.NotFoundError:
-            if self._read_marker_shape() is not None:
-                self._close()
-                raise CorruptStoreError(f"the LMDB store at '{self.path}' lacks its databases; "
-                                        "it is damaged") from None
-            # Its creation was cut short: it holds nothing, and the next writer finishes it.
-            self._meta_db = self._chunks_db = None
+            if not self._open_databases():
+                if self._read_marker_shape() is not None:
+                    raise CorruptStoreError(f"the LMDB store at '{self.path}' lacks its "
+                                            "databases; it is damaged")
+                # Its creation was cut short (or is under way): it holds nothing, and a
+                # writer creates them now, in a commit of their own.
+                if self.mode != "r":
+                    self._write_txn(lambda txn: None)
         except lmdb.Error as error:
             self._close()
             raise CorruptStoreError(
@@ -99,14 +104,19 @@ class LmdbBackend(Backend):
                 f"'{self.path / 'data.mdb'}' is cut short ({length} bytes for {pages} pages); "
                 "the store is damaged")
 
-    def _open_databases(self) -> None:
+    def _open_databases(self) -> bool:
+        """Take the shared database handles; False while the store has no databases yet."""
         try:
-            self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")
-            self._chunks_db = self._env.open_db(b"chunks", create=self.mode != "r")
+            handles = lmdb_env.databases(str(self.path), self._env)
         except lmdb.ReadersFullError as error:
             if self._env.reader_check() == 0:  # no slots of killed processes to clear
                 raise self._readers_full(error) from error
-            self._open_databases()
+            return self._open_databases()
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)
+            return self._open_databases()
+        self._meta_db, self._chunks_db = handles or (None, None)
+        return handles is not None
 
     def _readers_full(self, error) -> ReadersFullError:
         return ReadersFullError(
@@ -156,14 +166,21 @@ class LmdbBackend(Backend):
             raise CorruptStoreError(
                 f"cannot read the LMDB store at '{self.path}' ({error}); it is damaged") from error
 
-    def _write_txn(self, work, size: int = 0) -> None:
+    def _write_txn(self, work, size: int = 0):
         """Run ``work(txn)`` in one transaction of about ``size`` bytes, growing the map to fit."""
         replaced = False
         while True:
+            creating = self._chunks_db is None  # the store's first commit creates them
+            if creating and self._open_databases():  # another writer created them meanwhile
+                creating = False
             try:
                 with self._env.begin(write=True) as txn:
-                    work(txn)
-                return
+                    if creating:
+                        self._meta_db, self._chunks_db = lmdb_env.create_databases(self._env, txn)
+                    result = work(txn)
+                if creating:
+                    self._open_databases()  # the shared handles, now that they exist
+                return result
             except lmdb.MapFullError:
                 info, page = self._env.info(), self._env.stat()["psize"]
                 used = (info["last_pgno"] + 1) * page
@@ -177,6 +194,9 @@ class LmdbBackend(Backend):
                 replaced = True
             except lmdb.Error as error:
                 raise self._write_error(error, size) from error
+            finally:
+                if creating and sys.exc_info()[0] is not None:
+                    self._meta_db = self._chunks_db = None  # an aborted commit closed them
 
     def _write_error(self, error: lmdb.Error, size: int) -> Exception:
         """Our typed error for a failed commit: LMDB reports a short write as EIO."""
@@ -191,20 +211,52 @@ class LmdbBackend(Backend):
                 "committed before is intact: free space and write again")
         return error
 
+    def _empty(self) -> bool:
+        """Nothing to read: no shape yet, or no databases (another writer's first commit
+        may have created them since this object opened)."""
+        return self.image_shape is None or (self._chunks_db is None
+                                            and not self._open_databases())
+
     def _meta(self, txn, key: bytes, layout: struct.Struct):
         value = txn.get(key, db=self._meta_db)
         return None if value is None else layout.unpack(bytes(value))
 
     def _chunk_size(self, txn) -> int:
+        """Images per chunk (K): every id's key depends on it, so it is checked, not trusted.
+
+        K follows from the image shape (``chunk_images_for``), and the ``meta`` values
+        must agree with it and with ``store.json``: a damaged K would send reads to
+        other ids' slots.
+        """
         if self._chunk_images is None:
+            expected = chunk_images_for(self.image_shape)
             stored = self._meta(txn, b"chunk_images", _U32)
             if stored is None:
-                return chunk_images_for(self.image_shape)
+                return expected
+            shape = self._meta(txn, b"image_shape", _SHAPE)
+            if stored[0] != expected or (shape is not None and shape != self.image_shape):
+                raise CorruptStoreError(
+                    f"the meta database of the LMDB store at '{self.path}' holds "
+                    f"{stored[0]} images per chunk and shape {shape}, where images of shape "
+                    f"{self.image_shape} take {expected}; the store is damaged")
             self._chunk_images = stored[0]
         return self._chunk_images
 
     # ---- writing -------------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
+        self._write_txn(lambda txn: self._put_batch(txn, ids, images, labels, overwrite),
+                        images.nbytes)
+
+    def _append_many(self, images, labels):
+        """The ids after the largest held, chosen inside the commit: another writer
+        process appending at the same time gets the ids after these, never the same."""
+        def work(txn):
+            ids = self._new_ids(self._next_id_in(txn), len(images))
+            self._put_batch(txn, ids, images, labels, False)
+            return ids
+        return self._write_txn(work, images.nbytes)
+
+    def _put_batch(self, txn, ids, images, labels, overwrite) -> None:
         shape = images.shape[1:]
         # In id order, each chunk's images are one contiguous slice (no gather copies).
         sorted_ids, sorted_images, sorted_labels = ids, images, labels
@@ -212,32 +264,30 @@ class LmdbBackend(Backend):
             order = np.argsort(ids, kind="stable")
             sorted_ids, sorted_images, sorted_labels = ids[order], images[order], labels[order]
 
-        def work(txn):
-            chunk_images = self._chunk_size(txn)
-            if self._meta(txn, b"chunk_images", _U32) is None:
-                txn.put(b"chunk_images", _U32.pack(chunk_images), db=self._meta_db)
-                txn.put(b"image_shape", _SHAPE.pack(*shape), db=self._meta_db)
-            added = 0
-            for start, stop in _runs(sorted_ids // chunk_images):
-                number = int(sorted_ids[start] // chunk_images)
-                new = Chunk((sorted_ids[start:stop] % chunk_images).astype(np.uint32),
-                            sorted_labels[start:stop], sorted_images[start:stop])
-                key = _KEY.pack(number)
-                stored = txn.get(key, db=self._chunks_db)
-                if stored is not None:
-                    old = Chunk.parse(stored, shape, self._where(number), number)
-                    clashes = np.isin(old.slots, new.slots)
-                    if clashes.any() and not overwrite:
-                        clashing = old.slots[clashes].astype(np.int64)
-                        self._raise_duplicates(clashing + number * chunk_images)
-                    added -= int(clashes.sum())
-                    new = old.merged(new)
-                added += stop - start
-                txn.put(key, new.to_bytes(number), db=self._chunks_db)
-            count = (self._meta(txn, b"count", _U64) or (0,))[0]
-            txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
-
-        self._write_txn(work, images.nbytes)
+        chunk_images = self._chunk_size(txn)
+        if self._meta(txn, b"chunk_images", _U32) is None:
+            txn.put(b"chunk_images", _U32.pack(chunk_images), db=self._meta_db)
+            txn.put(b"image_shape", _SHAPE.pack(*shape), db=self._meta_db)
+        added = 0
+        for start, stop in _runs(sorted_ids // chunk_images):
+            number = int(sorted_ids[start] // chunk_images)
+            new = Chunk((sorted_ids[start:stop] % chunk_images).astype(np.uint32),
+                        sorted_labels[start:stop], sorted_images[start:stop])
+            key = _KEY.pack(number)
+            stored = txn.get(key, db=self._chunks_db)
+            if stored is not None:
+                old = Chunk.parse(stored, shape, self._where(number), number)
+                clashes = np.isin(old.slots, new.slots)
+                if clashes.any() and not overwrite:
+                    clashing = old.slots[clashes].astype(np.int64)
+                    self._raise_duplicates(clashing + number * chunk_images)
+                added -= int(clashes.sum())
+                new = old.merged(new)
+            added += stop - start
+            txn.put(key, new.to_bytes(number), db=self._chunks_db)
+        # Kept for plain readers; len() counts the chunks' own (checked) headers instead.
+        count = (self._meta(txn, b"count", _U64) or (0,))[0]
+        txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
 
     def _sync(self) -> None:
         self._env.sync(True)
@@ -247,9 +297,9 @@ class LmdbBackend(Backend):
         return f"chunk {number} of the LMDB store at '{self.path}'"
 
     def _read_one(self, key):
+        if self._empty():
+            self._raise_missing([key])
         with self._reading() as txn:
-            if self.image_shape is None:
-                self._raise_missing([key])
             chunk_images = self._chunk_size(txn)
             number, slot = divmod(key, chunk_images)
             value = txn.get(_KEY.pack(number), db=self._chunks_db)
@@ -262,7 +312,7 @@ class LmdbBackend(Backend):
             return chunk.pixels[position].copy(), int(chunk.labels[position])
 
     def _read_many(self, ids):
-        if self.image_shape is None:
+        if self._empty():
             self._raise_missing(ids)
         images = np.empty((len(ids), *self.image_shape), np.uint8)
         labels = np.empty(len(ids), np.int64)
@@ -288,9 +338,9 @@ class LmdbBackend(Backend):
 
     def _ids(self):
         parts = []
+        if self._empty():
+            return np.zeros(0, np.int64)
         with self._reading() as txn:
-            if self.image_shape is None:
-                return np.zeros(0, np.int64)
             chunk_images = self._chunk_size(txn)
             for key, value in txn.cursor(db=self._chunks_db):
                 number = _KEY.unpack(bytes(key))[0]
@@ -299,17 +349,40 @@ class LmdbBackend(Backend):
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def _count(self):
+        """The images in every chunk, from their headers: the ``count`` value in ``meta``
+        has no check of its own, and a damaged one must not change len()."""
+        if self._empty():
+            return 0
         with self._reading() as txn:
-            return (self._meta(txn, b"count", _U64) or (0,))[0]
+            return sum(Chunk.count_in(value, self.image_shape, self._where(
+                _KEY.unpack(bytes(key))[0])) for key, value in txn.cursor(db=self._chunks_db))
 
     def _next_id(self):
+        if self._empty():
+            return 0
         with self._reading() as txn:
-            cursor = txn.cursor(db=self._chunks_db)
-            if not cursor.last():
-                return 0
-            number = _KEY.unpack(bytes(cursor.key()))[0]
-            chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number), number)
-            return number * self._chunk_size(txn) + int(chunk.slots[-1]) + 1
+            return self._next_id_in(txn)
+
+    def _next_id_in(self, txn) -> int:
+        if self._chunks_db is None:
+            return 0
+        cursor = txn.cursor(db=self._chunks_db)
+        if not cursor.last():
+            return 0
+        number = _KEY.unpack(bytes(cursor.key()))[0]
+        chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number), number)
+        return number * self._chunk_size(txn) + int(chunk.slots[-1]) + 1
+
+
+def check_map_size(map_size) -> int:
+    """The initial map size: an int LMDB can map (it grows by itself when full)."""
+    if isinstance(map_size, bool) or not isinstance(map_size, (int, np.integer)):
+        raise InvalidOptionError(f"map_size must be an integer number of bytes, got {map_size!r}")
+    if not _MIN_MAP_SIZE <= map_size <= _MAX_MAP_SIZE:
+        raise InvalidOptionError(
+            f"map_size must be between {_MIN_MAP_SIZE} (64 KiB) and 2**46 bytes, got {map_size}; "
+            "the map grows by itself, so the default suits most stores")
+    return int(map_size)
 
 
 def _runs(values: np.ndarray):

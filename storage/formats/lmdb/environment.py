@@ -3,6 +3,11 @@
 LMDB forbids opening the same environment twice in one process, so every store
 object on a path shares one ``lmdb.Environment``; a forked child drops the
 parent's handle (it must not be used across fork) and opens its own.
+
+The named databases are opened once per environment and their handles shared
+too (LMDB's own advice), each time through an explicit transaction: py-lmdb's
+``open_db`` without one begins a write transaction that waits, holding the GIL,
+for a writer thread of this process that needs the GIL to finish: a deadlock.
 """
 from __future__ import annotations
 
@@ -12,10 +17,11 @@ import threading
 import lmdb
 
 _lock = threading.Lock()
-_environments: dict[str, list] = {}  # real path -> [environment, users]
+_environments: dict[str, list] = {}  # real path -> [environment, users, databases or None]
 _owner_pid = os.getpid()
 
-DATABASES = 2  # "meta" and "chunks"
+NAMES = (b"meta", b"chunks")
+DATABASES = len(NAMES)
 
 
 def acquire(path: str, *, map_size: int, writable: bool) -> lmdb.Environment:
@@ -24,7 +30,7 @@ def acquire(path: str, *, map_size: int, writable: bool) -> lmdb.Environment:
         _forget_parent_environments()
         entry = _environments.get(key)
         if entry is None:
-            entry = [_open(key, map_size, writable), 0]
+            entry = [_open(key, map_size, writable), 0, None]
             _environments[key] = entry
         entry[1] += 1
         return entry[0]
@@ -58,8 +64,43 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
             failed.close()
         except lmdb.Error:
             pass
-        entry[0] = _open(key, map_size, writable)
+        entry[0], entry[2] = _open(key, map_size, writable), None
         return entry[0]
+
+
+def databases(path: str, environment: lmdb.Environment):
+    """(meta, chunks) handles of ``environment``, or None while a new store has none yet."""
+    key = os.path.realpath(path)
+    with _lock:
+        entry = _environments.get(key)
+        if entry is not None and entry[0] is environment and entry[2] is not None:
+            return entry[2]
+    handles = _open_databases(environment)
+    if handles is not None:
+        with _lock:
+            entry = _environments.get(key)
+            if entry is not None and entry[0] is environment:
+                entry[2] = entry[2] or handles
+                handles = entry[2]
+    return handles
+
+
+def _open_databases(environment: lmdb.Environment):
+    try:
+        if environment.flags()["readonly"]:
+            return tuple(environment.open_db(name, create=False) for name in NAMES)
+        # An explicit transaction: open_db's own waits for a writer thread of this
+        # process while holding the GIL that thread needs to finish (a deadlock).
+        # A write one, because LMDB keeps handles opened in a read one only for it.
+        with environment.begin(write=True) as txn:
+            return tuple(environment.open_db(name, txn=txn, create=False) for name in NAMES)
+    except lmdb.NotFoundError:
+        return None
+
+
+def create_databases(environment: lmdb.Environment, txn):
+    """Create the databases inside the writer's own transaction (handles valid once it commits)."""
+    return tuple(environment.open_db(name, txn=txn, create=True) for name in NAMES)
 
 
 def _open(path: str, map_size: int, writable: bool) -> lmdb.Environment:
