@@ -4,7 +4,11 @@ Layout of a store directory::
 
     store.json        {"format": "image-store", "backend": "png", "image_shape": [H, W, C], ...}
     labels.csv        header "id,label,file,crc", then one row per committed image;
-                      crc: CRC-32 of the row's "id,label,file" text, 8 hex digits
+                      crc: CRC-32 of the row's "id,label,file" text, 8 hex digits.
+                      Only the last row of an id is valid: earlier ones name files
+                      that an overwrite replaced and deleted.
+    labels.len        "<bytes> <crc>": the table's length at its last commit (layout 2);
+                      a table shorter than that lost committed rows: CorruptStoreError
     images/00000042.png         the image with id 42 (ids padded to 8 digits)
     images/00000042.1.png       id 42 after its first overwrite, and so on
 
@@ -20,7 +24,11 @@ committed, each naming a whole image.
 Images are PNGs stored without compression when even that fits in one
 file-system block (CIFAR's 32x32x3: 3,172 bytes in a 4 KiB block, exactly the
 disk a compressed file takes), zlib level 1 otherwise; see ``compression_for``.
-Plain code reads it with ``csv`` and Pillow: ``Image.open(store / row["file"])``.
+Plain code reads it with ``csv`` and Pillow: ``Image.open(store / row["file"])``,
+keeping the last row per id. Each PNG (layout 2, ``"layout": 2`` in store.json)
+carries its own file name in a private chunk (``stNm``, after IHDR) that PNG's
+CRC covers and every read checks: a file copied or moved over another is
+CorruptStoreError, not another image. Pillow skips the chunk.
 PNG's own CRCs and zlib's checksum catch damaged image bytes, the row CRC a
 damaged id, label or file name.
 """

@@ -5,13 +5,20 @@ Layout of a store directory::
     store.json    {"format": "image-store", "backend": "lmdb", "image_shape": [H, W, C], ...}
     data.mdb      the LMDB environment, two named databases:
       b"meta"     b"image_shape" -> 3 x uint32 LE, b"chunk_images" -> uint32 LE K,
-                  b"count" -> uint64 LE number of images
+                  b"count" -> uint64 LE number of images (for plain readers; len()
+                  counts the chunks' headers)
       b"chunks"   key: id // K as 8-byte big-endian (key order is id order)
                   value: up to K images, see ``storage.formats.lmdb.chunk`` for its bytes
     lock.mdb      LMDB's reader table
 
-Plain py-lmdb reads it: ``env.open_db(b"chunks")``, then slice a value as the
-chunk layout says. Every write is one transaction: a crash leaves the last
+K is per store: images per chunk for about 256 KiB (``chunk_images_for``: 64
+for 32x32x3, 16 for 64x64x3, 1 for 224x224x3); read it from ``meta``. Plain
+py-lmdb reads it: ``env = lmdb.open(path, max_dbs=2, readonly=True)`` (named
+databases need ``max_dbs``; ``python -m lmdb stat`` shows only the main one),
+``env.open_db(b"chunks")``, then slice a value as the chunk layout says. K and
+the shape read from ``meta`` are checked against the marker. Writers in several
+processes may write at once; automatic ids are chosen inside the write's own
+transaction. Every write is one transaction: a crash leaves the last
 committed state. The map grows by itself when full, to fit a whole batch;
 readers in other processes pick the new size up without help. Reader slots
 left taken by killed processes are cleared when the slots run out; when they
