@@ -3,6 +3,7 @@
     python -m tests.reliability.racer append PATH BACKEND BATCHES SIZE TAG
     python -m tests.reliability.racer create PATH BACKEND MODE SIDE START_FILE
     python -m tests.reliability.racer read PATH STOP_FILE
+    python -m tests.reliability.racer open-during-write PATH BACKEND
 
 ``append`` writes BATCHES batches with automatic ids; each image encodes TAG and
 its batch, and every acknowledged batch is printed as JSON ``{"ids": [...], "batch": b}``.
@@ -50,6 +51,34 @@ def create(path, backend, mode, side, start_file) -> None:
         print(json.dumps({"outcome": type(error).__name__, "message": str(error)}))
 
 
+def open_during_write(path, backend) -> None:
+    """Open and close the store again and again while a thread of this process writes.
+
+    In a child: a deadlock that holds the GIL cannot be interrupted from inside."""
+    import threading
+    finished = threading.Event()
+    errors = []
+    with open_store(path, backend, mode="a", durable=False) as writer:
+        def write():
+            try:
+                for batch in range(8):
+                    writer.write_many(*tagged(1, batch, 200, 16))
+            except Exception:
+                errors.append(traceback.format_exc(limit=3))
+            finally:
+                finished.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        opened = 0
+        while not finished.is_set():
+            with open_store(path) as store:
+                len(store)
+            opened += 1
+        thread.join()
+    print(json.dumps({"opened": opened, "errors": errors}))
+
+
 def read(path, stop_file) -> None:
     reads, problems = 0, []
     versions = range(8)
@@ -72,4 +101,5 @@ def read(path, stop_file) -> None:
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"append": append, "create": create, "read": read}[command](*args)
+    {"append": append, "create": create, "read": read,
+     "open-during-write": open_during_write}[command](*args)

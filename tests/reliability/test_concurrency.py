@@ -92,25 +92,19 @@ def test_readers_beside_an_overwriting_thread(backend_name, new_store_path, read
 
 
 def test_opening_while_a_write_is_in_progress(backend_name, new_store_path):
+    """A thread opens the store again and again while another thread of its process writes."""
     path = new_store_path()
     fill(path, backend_name, range(10))
-    finished = threading.Event()
-    with open_store(path, backend_name, mode="a", durable=False) as writer:
-        def write():
-            try:
-                for batch in range(8):
-                    writer.write_many(*tagged(1, batch, 200, 16))
-            finally:
-                finished.set()
-
-        def open_and_close():
-            while not finished.is_set():
-                with open_store(path) as store:
-                    assert len(store) >= 10
-
-        with tallied("threads: opening during a write", backend_name):
-            errors = run_threads(write, open_and_close)
-            assert not errors, errors[:3]
+    child = spawn("open-during-write", path, backend_name)
+    with tallied("threads: opening during a write", backend_name):
+        try:
+            out, err = child.communicate(timeout=JOIN)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            pytest.fail("opening the store while a thread wrote hung")
+        assert child.returncode == 0, err[-2000:]
+        assert json.loads(out)["errors"] == []
     with open_store(path) as store:
         assert len(store) == 10 + 8 * 200
 

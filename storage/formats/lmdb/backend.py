@@ -185,8 +185,8 @@ class LmdbBackend(Backend):
                     if creating:
                         self._meta_db, self._chunks_db = lmdb_env.create_databases(self._env, txn)
                     result = work(txn)
-                if creating:
-                    self._open_databases()  # the shared handles, now that they exist
+                if creating:  # share the handles, now that they exist
+                    lmdb_env.databases(str(self.path), self._env, (self._meta_db, self._chunks_db))
                 return result
             except lmdb.MapFullError:
                 info, page = self._env.info(), self._env.stat()["psize"]

@@ -5,9 +5,9 @@ object on a path shares one ``lmdb.Environment``; a forked child drops the
 parent's handle (it must not be used across fork) and opens its own.
 
 The named databases are opened once per environment and their handles shared
-too (LMDB's own advice), each time through an explicit transaction: py-lmdb's
-``open_db`` without one begins a write transaction that waits, holding the GIL,
-for a writer thread of this process that needs the GIL to finish: a deadlock.
+too (LMDB's own advice): py-lmdb's ``open_db`` begins a write transaction that
+waits, holding the GIL, for a writer thread of this process that needs the GIL
+to finish its own: a deadlock if a store were opened while another thread writes.
 """
 from __future__ import annotations
 
@@ -68,34 +68,28 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
         return entry[0]
 
 
-def databases(path: str, environment: lmdb.Environment):
-    """(meta, chunks) handles of ``environment``, or None while a new store has none yet."""
+def databases(path: str, environment: lmdb.Environment, created=None):
+    """(meta, chunks) handles of ``environment``, or None while a new store has none yet.
+
+    Opened once per environment, and kept: a second ``open_db`` while a thread of this
+    process is inside a write transaction would deadlock (see above). ``created``:
+    the handles a writer's first commit just made.
+    """
     key = os.path.realpath(path)
     with _lock:
         entry = _environments.get(key)
-        if entry is not None and entry[0] is environment and entry[2] is not None:
+        current = entry is not None and entry[0] is environment
+        if current and entry[2] is not None:
             return entry[2]
-    handles = _open_databases(environment)
-    if handles is not None:
-        with _lock:
-            entry = _environments.get(key)
-            if entry is not None and entry[0] is environment:
-                entry[2] = entry[2] or handles
-                handles = entry[2]
-    return handles
-
-
-def _open_databases(environment: lmdb.Environment):
-    try:
-        if environment.flags()["readonly"]:
-            return tuple(environment.open_db(name, create=False) for name in NAMES)
-        # An explicit transaction: open_db's own waits for a writer thread of this
-        # process while holding the GIL that thread needs to finish (a deadlock).
-        # A write one, because LMDB keeps handles opened in a read one only for it.
-        with environment.begin(write=True) as txn:
-            return tuple(environment.open_db(name, txn=txn, create=False) for name in NAMES)
-    except lmdb.NotFoundError:
-        return None
+        handles = created
+        if handles is None:
+            try:
+                handles = tuple(environment.open_db(name, create=False) for name in NAMES)
+            except lmdb.NotFoundError:
+                return None
+        if current:
+            entry[2] = handles
+        return handles
 
 
 def create_databases(environment: lmdb.Environment, txn):
@@ -119,7 +113,7 @@ def _forget_parent_environments() -> None:
     global _owner_pid
     if _owner_pid == os.getpid():
         return
-    for environment, _users in _environments.values():
+    for environment, *_rest in _environments.values():
         try:
             environment.close()  # unmaps and closes this child's copies only
         except lmdb.Error:
