@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from storage import StoreError, open_store
+from storage.registry import backend_class
 from tests.reliability.faults import tallied
 from tests.reliability.racer import tagged
 from tests.reliability.scenario import (REPO, batch_for, child_command, child_env, fill,
@@ -223,3 +224,74 @@ def test_a_store_object_is_never_half_updated_by_a_failed_claim(backend_name, ne
             store.write_many(*tagged(1, 1, 2, 16))
     with open_store(path) as store:
         assert store.image_shape == (8, 8, 3) and len(store) == 2
+
+
+class Rendezvous:
+    """Wraps a function so that two threads calling it meet before going on: a race made
+    certain. A lone caller goes on after ``patience`` seconds."""
+
+    def __init__(self, function, patience: float = 2.0):
+        self.function, self.barrier, self.patience = function, threading.Barrier(2), patience
+
+    def __call__(self, *args, **kwargs):
+        try:
+            self.barrier.wait(self.patience)
+        except threading.BrokenBarrierError:
+            pass
+        return self.function(*args, **kwargs)
+
+
+def test_two_objects_append_at_the_same_moment(backend_name, new_store_path, monkeypatch):
+    """Both look for the next free id at once; each batch still gets ids of its own."""
+    path = new_store_path()
+    fill(path, backend_name, range(5))
+    cls = backend_class(backend_name)
+    monkeypatch.setattr(cls, "_next_id", Rendezvous(cls._next_id))
+    first = open_store(path, backend_name, mode="a", durable=False)
+    try:
+        second = open_store(path, backend_name, mode="a", durable=False)
+    except StoreError as error:  # one writer at a time: the README's guarantee
+        first.close()
+        assert type(error).__name__ == "ReadOnlyError"
+        return
+    acked = []
+
+    def append(store, tag):
+        ids = store.write_many(*tagged(tag, 0, 20, 16))
+        acked.append((ids.tolist(), tag, 0))
+
+    with tallied("threads: two objects appending at once", backend_name):
+        errors = run_threads(lambda: append(first, 1), lambda: append(second, 2))
+        first.close()
+        second.close()
+        assert not errors, errors
+        with open_store(path) as store:
+            assert_appended(store, acked)
+
+
+@pytest.mark.parametrize("sides", [(8, 8), (8, 16)], ids=["same shape", "different shapes"])
+@pytest.mark.parametrize("mode", ["w", "a"])
+def test_two_creators_at_the_same_moment(backend_name, tmp_path, monkeypatch, mode, sides):
+    """Both write store.json at once (creating it, then recording a shape)."""
+    import storage.core.marker as marker
+    monkeypatch.setattr(marker, "write_json_atomically", Rendezvous(marker.write_json_atomically))
+    path = tmp_path / "store"
+    outcomes = {}
+
+    def create(side):
+        try:
+            with open_store(path, backend_name, mode=mode, durable=False) as store:
+                outcomes[side, len(outcomes)] = store.write_many(*tagged(side, 0, 4, side)).tolist()
+        except StoreError as error:
+            outcomes[side, len(outcomes)] = type(error).__name__
+
+    with tallied(f"threads: two creators, {'same' if sides[0] == sides[1] else 'other'} shape",
+                 backend_name):
+        errors = run_threads(*(lambda side=side: create(side) for side in sides))
+        assert not errors, errors  # anything not typed
+        winners = {side: ids for (side, _), ids in outcomes.items() if isinstance(ids, list)}
+        assert len(winners) >= 1 and len(set(winners)) == 1, outcomes
+        with open_store(path) as store:
+            side, ids = next(iter(winners.items()))
+            assert store.image_shape == (side, side, 3)
+            assert np.array_equal(store.read_many(ids)[0], tagged(side, 0, 4, side)[0])
