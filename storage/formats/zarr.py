@@ -25,8 +25,9 @@ Plain zarr reads it::
     group["images"][:count], group["ids"][:count]   # the last row of an id wins
 
 ``durable`` stores fsync each file before renaming it, and its directory
-after, so the rows are on disk before the commit record that counts them. A ``write_one`` rewrites the shard it lands in (up to ~48 MiB of
-CIFAR images): correct, but write batches where you can.
+after, so the rows are on disk before the commit record that counts them.
+A ``write_one`` rewrites the shard it lands in (up to ~48 MiB of CIFAR
+images): correct, but write batches where you can.
 """
 from __future__ import annotations
 
@@ -107,7 +108,8 @@ class ZarrBackend(Backend):
         if self.mode != "r":
             _remove_partial_files(root)
             if not exists:
-                zarr.create_group(self._zarr_store(root), attributes={"committed": 0}, overwrite=True)
+                zarr.create_group(self._zarr_store(root), attributes={"committed": 0},
+                                  overwrite=True)
                 exists = True
         if not exists:
             return  # a store whose creation was cut short holds nothing

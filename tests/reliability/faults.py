@@ -11,17 +11,31 @@ from collections import defaultdict
 
 import pytest
 
+from storage.registry import backend_class, our_backends
 from tests.reliability.scenario import REPO, child_command, child_env
+
+
+def facts_of(backend: str):
+    """What a format declares in its FormatFacts (the formats that declare them)."""
+    return backend_class(backend).facts
+
+
+def _declaring(fact: str) -> dict:
+    return {name: getattr(facts_of(name), fact) for name in our_backends()
+            if getattr(facts_of(name), fact) is not None}
 
 # LMDB commits a batch in one transaction, HDF5 with one extension of /ids; PNG
 # appends the batch's rows in one write, of which a kill may leave a prefix.
-ATOMIC_BATCHES = {"lmdb", "hdf5"}
+ATOMIC_BATCHES = {"lmdb", "hdf5"} | {name for name, atomic in _declaring("atomic_batches").items()
+                                    if atomic}
 # HDF5 overwrites rows in place: a kill can leave them torn (their checksum says so).
-TORN_OVERWRITES = {"hdf5"}
+TORN_OVERWRITES = {"hdf5"} | {name for name, torn in _declaring("torn_overwrites").items() if torn}
 KILLED = -9  # what Popen.returncode says of a child killed with SIGKILL
 # The file whose writes strace counts (or fails) per backend, and the calls that write it.
 DATA_FILES = {"png": ("labels.csv", "write"), "lmdb": ("data.mdb", "pwrite64,pwritev,writev"),
-              "hdf5": ("images.h5", "pwrite64")}
+              "hdf5": ("images.h5", "pwrite64"),
+              **{name: (data_file, facts_of(name).write_calls)
+                 for name, data_file in _declaring("data_file").items()}}
 
 # (fault, backend) -> [points tried, points survived]
 TALLY: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])

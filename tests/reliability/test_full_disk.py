@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.reliability.faults import ATOMIC_BATCHES, DATA_FILES, needs_strace, tallied
+from tests.reliability.faults import ATOMIC_BATCHES, DATA_FILES, facts_of, needs_strace, tallied
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill, run_child
 
 FULL = "StorageFullError"
@@ -52,7 +52,8 @@ def check_after_failure(path, backend: str, summary: dict) -> None:
 @pytest.mark.parametrize("batch", [1, 64], ids=["write_one", "write_many"])
 def test_file_size_limit(backend_name, new_store_path, batch):
     path = new_store_path()
-    summary = fill_until_full(path, backend_name, batch, "--limit", LIMITS[backend_name])
+    summary = fill_until_full(path, backend_name, batch, "--limit",
+                              LIMITS.get(backend_name) or facts_of(backend_name).file_size_limit)
     with tallied("full disk: RLIMIT_FSIZE", backend_name):
         assert summary["failed"], "the limit was never reached"
         check_after_failure(path, backend_name, summary)

@@ -16,7 +16,7 @@ import pytest
 
 from storage.registry import our_backends
 from tests.reliability.faults import (ATOMIC_BATCHES, DATA_FILES, KILLED, TORN_OVERWRITES,
-                                      WriterSession, needs_strace, tallied)
+                                      WriterSession, facts_of, needs_strace, tallied)
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill
 
 
@@ -85,7 +85,8 @@ NEW_STORE_POINTS = {"while-creating", "before-rename"}  # reached only when crea
 def crash_points() -> list:
     return [pytest.param(backend, point, nth, id=f"{backend}-{point}-{nth}")
             for backend in our_backends()
-            for point, nth in COMMON_POINTS + BACKEND_POINTS.get(backend, [])]
+            for point, nth in COMMON_POINTS + BACKEND_POINTS.get(
+                backend, list(facts_of(backend).crash_points))]
 
 
 @pytest.mark.timeout(60)
@@ -126,7 +127,8 @@ def test_killed_at_write_system_calls(backend_name, tmp_path):
         return path, session, session.finish()
 
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(kill_at, SYSCALL_POINTS[backend_name]))
+        runs = list(pool.map(kill_at, SYSCALL_POINTS.get(backend_name)
+                             or facts_of(backend_name).syscall_kills))
     killed = 0
     for path, session, returncode in runs:
         if returncode != KILLED:  # the writer made fewer calls than n
