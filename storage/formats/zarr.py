@@ -155,9 +155,7 @@ class ZarrBackend(Backend):
 
     # ---- writing -------------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
-        _, found = self._rows.rows(ids)
-        if found.any() and not overwrite:
-            self._raise_duplicates(ids[found])
+        # Held ids were refused by the base class (Backend._refuse_held) before this call.
         checksums = image_checksums(ids, labels, images)
         if not self._arrays:
             self._create_arrays(images.shape[1:])
