@@ -94,6 +94,10 @@ class NewerFormatError(StoreError, ValueError):
     """The store was written by a newer version of its format than this library reads."""
 
 
+class InvalidOptionError(StoreError, ValueError, TypeError):
+    """An option of ``open_store`` (mode, path, a backend's own option) is not valid."""
+
+
 class StoreBusyError(StoreError, OSError):
     """The format allows one process per store (LevelDB), and another process has it open."""
 

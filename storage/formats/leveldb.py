@@ -239,25 +239,25 @@ class LeveldbBackend(Backend):
         with self._translated():
             db = self._db()
             if db is None or self.image_shape is None:
-                self._raise_missing([key])
+                raise self._missing([key])
             number, slot = divmod(key, self._chunk_size(db))
             chunk = self._chunk(db, number)
         if chunk is None:
-            self._raise_missing([key])
+            raise self._missing([key])
         position = int(np.searchsorted(chunk.slots, slot))
         if position >= len(chunk.slots) or chunk.slots[position] != slot:
-            self._raise_missing([key])
+            raise self._missing([key])
         return chunk.pixels[position].copy(), int(chunk.labels[position])
 
     def _read_many(self, ids):
         if self.image_shape is None:
-            self._raise_missing(ids)
+            raise self._missing(ids)
         images = np.empty((len(ids), *self.image_shape), np.uint8)
         labels = np.empty(len(ids), np.int64)
         with self._translated():
             db = self._db()
             if db is None:
-                self._raise_missing(ids)
+                raise self._missing(ids)
             chunk_images = self._chunk_size(db)
             numbers = ids // chunk_images
             order = np.argsort(numbers, kind="stable")
@@ -267,13 +267,13 @@ class LeveldbBackend(Backend):
             for (start, stop), (number, value) in zip(runs, values):
                 group = order[start:stop]
                 if value is None:
-                    self._raise_missing(ids[group])
+                    raise self._missing(ids[group])
                 chunk = Chunk.parse(value, self.image_shape, self._where(number), number)
                 slots = ids[group] % chunk_images
                 positions = np.minimum(np.searchsorted(chunk.slots, slots), len(chunk.slots) - 1)
                 found = chunk.slots[positions] == slots
                 if not found.all():
-                    self._raise_missing(ids[group][~found])
+                    raise self._missing(ids[group][~found])
                 _gather(chunk.pixels, positions, images, group)
                 labels[group] = chunk.labels[positions]
         return images, labels

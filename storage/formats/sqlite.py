@@ -258,11 +258,11 @@ class SqliteBackend(Backend):
     def _read_one(self, key):
         with self._translated():
             if self.image_shape is None:
-                self._raise_missing([key])
+                raise self._missing([key])
             row = self._reader().execute(
                 "SELECT label, data, checksum FROM images WHERE id = ?", (key,)).fetchone()
         if row is None:
-            self._raise_missing([key])
+            raise self._missing([key])
         label, data, checksum = row
         if len(data) != int(np.prod(self.image_shape)):
             raise CorruptStoreError(f"the row of id {key} in {self._where()} holds an image "
@@ -275,7 +275,7 @@ class SqliteBackend(Backend):
 
     def _read_many(self, ids):
         if self.image_shape is None:
-            self._raise_missing(ids)
+            raise self._missing(ids)
         wanted = np.unique(ids)
         images = np.empty((len(wanted), *self.image_shape), np.uint8)
         labels, checksums = [], []
@@ -285,7 +285,7 @@ class SqliteBackend(Backend):
             try:
                 found = self._copy_rows(db, wanted, images, labels, checksums)
                 if found != len(wanted):
-                    self._raise_missing(wanted[~self._held(db, wanted)])
+                    raise self._missing(wanted[~self._held(db, wanted)])
             finally:
                 db.execute("COMMIT")
         labels = np.array(labels, np.int64)

@@ -256,7 +256,7 @@ class TarBackend(Backend):
         positions = np.minimum(np.searchsorted(self._held_ids, ids), max(len(self._held_ids) - 1, 0))
         found = self._held_ids[positions] == ids if len(self._held_ids) else np.zeros(len(ids), bool)
         if not found.all():
-            self._raise_missing(ids[~found])
+            raise self._missing(ids[~found])
         return positions
 
     def _read_many(self, ids):
@@ -285,7 +285,7 @@ class TarBackend(Backend):
     def _read_one(self, key):
         position = int(np.searchsorted(self._held_ids, key))
         if position >= len(self._held_ids) or self._held_ids[position] != key:
-            self._raise_missing([key])
+            raise self._missing([key])
         shard = self._shards[self._owner[position]]
         image = self._pixels(shard, self._layout())[self._row[position]].copy()
         label = int(self._labels[position])
