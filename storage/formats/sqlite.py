@@ -33,8 +33,10 @@ that corrupts databases): the child opens its own. One writer at a time
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -58,6 +60,16 @@ CREATE TABLE metadata(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE images(id INTEGER PRIMARY KEY, label INTEGER NOT NULL, data BLOB NOT NULL,
                     checksum INTEGER NOT NULL);
 """
+
+
+def _one_at_a_time(method):
+    """One thread at a time on the object's connection: SQLite's connection is not
+    safe to use from two threads at once (its transactions would interleave)."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        with self._connection_turn:
+            return method(self, *args, **kwargs)
+    return guarded
 
 
 def read_plainly(path: Path) -> dict[int, tuple[np.ndarray, int]]:
@@ -87,6 +99,7 @@ class SqliteBackend(Backend):
     )
 
     def _open(self, create: bool) -> None:
+        self._connection_turn = threading.RLock()
         self._file = self.path / FILE
         self._handle: sqlite3.Connection | None = None
         self._shape_checked = False
@@ -160,6 +173,7 @@ class SqliteBackend(Backend):
             self._writer_lock = None
 
     def _after_fork(self) -> None:
+        self._connection_turn = threading.RLock()  # another thread may have held it at fork
         self._handle = None  # inherited: dropped at fork, never closed (storage.core.inherited)
         self._writer_lock = None
         self._shape_checked = False
@@ -204,6 +218,7 @@ class SqliteBackend(Backend):
         db.execute("COMMIT")
 
     # ---- writing --------------------------------------------------------------------------
+    @_one_at_a_time
     def _write_many(self, ids, images, labels, overwrite) -> None:
         flat = np.ascontiguousarray(images).reshape(len(images), -1)
         checksums = image_checksums(ids, labels, flat).view(np.int64)
@@ -214,9 +229,7 @@ class SqliteBackend(Backend):
         with self._translated(flat.nbytes):
             db = self._db()
             with self._transaction(db):
-                held = self._held(db, ids)
-                if held.any() and not overwrite:
-                    self._raise_duplicates(ids[held])
+                held = self._held(db, ids)  # for the count (the base class refused held ids)
                 db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)", rows)
                 count = int(self._meta(db)["count"]) + len(ids) - int(held.sum())
                 db.execute("UPDATE metadata SET value = ? WHERE key = 'count'", (str(count),))
@@ -255,6 +268,7 @@ class SqliteBackend(Backend):
             self._shape_checked = True
         return db
 
+    @_one_at_a_time
     def _read_one(self, key):
         with self._translated():
             if self.image_shape is None:
@@ -273,6 +287,7 @@ class SqliteBackend(Backend):
                              np.array([checksum]).view(np.uint64), self._where())
         return image, int(label)
 
+    @_one_at_a_time
     def _read_many(self, ids):
         if self.image_shape is None:
             raise self._missing(ids)
@@ -326,6 +341,7 @@ class SqliteBackend(Backend):
     def _where(self) -> str:
         return f"the SQLite store at '{self.path}'"
 
+    @_one_at_a_time
     def _ids(self):
         if self.image_shape is None and not self._file.exists():
             return np.zeros(0, np.int64)
@@ -333,18 +349,21 @@ class SqliteBackend(Backend):
             rows = self._reader().execute("SELECT id FROM images ORDER BY id")
             return np.fromiter((row[0] for row in rows), np.int64)
 
+    @_one_at_a_time
     def _count(self):
         if self.image_shape is None and not self._file.exists():
             return 0
         with self._translated():
             return int(self._meta(self._reader())["count"])
 
+    @_one_at_a_time
     def _max_id(self):
         if self.image_shape is None and not self._file.exists():
             return None
         with self._translated():
             return self._reader().execute("SELECT max(id) FROM images").fetchone()[0]
 
+    @_one_at_a_time
     def _contains_many(self, ids):
         with self._translated():
             return self._held(self._reader(), ids)

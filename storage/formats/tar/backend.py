@@ -33,15 +33,15 @@ costs about 2 KiB of headers and padding beyond its pixels (5,120 bytes for a
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from storage.core.backend import Backend
-from storage.core.capabilities import Capabilities
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.core.facts import FormatFacts
-from storage.core.files import WriterLock, fsync_directory
+from storage.core.files import WriterLock, fsync_directory, leftover_temporaries
 from storage.errors import CorruptStoreError
 from storage.formats.tar import shards
 from storage.formats.tar.layout import END_OF_ARCHIVE, SampleLayout
@@ -79,18 +79,56 @@ class _Shard:
         """(rows, H, W, C): a strided view of every indexed image, read-only."""
         if self._view is None:
             rows = len(self.index)
-            whole = np.memmap(self.file, np.uint8, "r") if rows else np.zeros(0, np.uint8)
             first = int(self.index[0, _OFFSET]) + layout.pixel_offset - layout.data_offset if rows else 0
+            # Map only the indexed samples: a writer may be cutting the file's tail meanwhile.
+            length = first + (rows - 1) * layout.stride + layout.image_bytes if rows else 0
+            whole = np.memmap(self.file, np.uint8, "r", shape=(length,)) if rows else np.zeros(
+                0, np.uint8)
             self._view = np.lib.stride_tricks.as_strided(
                 whole[first:], (rows, layout.image_bytes), (layout.stride, 1),
                 writeable=False).reshape(rows, *layout.image_shape)
         return self._view
 
 
+@dataclass(frozen=True)
+class _Committed:
+    """What the indexes commit, built whole and swapped in at once: a read takes it once
+    and never sees one write's shards with another's id map."""
+    shards: tuple[_Shard, ...]
+    held_ids: np.ndarray  # sorted; below, the latest copy of each: its shard, row, label...
+    owner: np.ndarray
+    row: np.ndarray
+    labels: np.ndarray
+    checksums: np.ndarray
+
+    @classmethod
+    def of(cls, shards: list[_Shard]) -> "_Committed":
+        """Which shard and row holds each id (a later shard's copy wins)."""
+        parts = [shard.index for shard in shards]
+        index = np.concatenate(parts) if parts else np.zeros((0, 5), np.int64)
+        owners = np.concatenate([np.full(len(part), position, np.int64)
+                                 for position, part in enumerate(parts)] or [np.zeros(0, np.int64)])
+        rows = np.concatenate([np.arange(len(part)) for part in parts] or [np.zeros(0, np.int64)])
+        # The last copy of each id: stable sort by id, keep the last of each run.
+        order = np.argsort(index[:, _ID], kind="stable")
+        sorted_ids = index[order, _ID]
+        last = np.ones(len(order), bool)
+        last[:-1] = sorted_ids[1:] != sorted_ids[:-1]
+        chosen = order[last]
+        return cls(tuple(shards), sorted_ids[last], owners[chosen], rows[chosen],
+                   index[chosen, _LABEL], index[chosen, _CHECKSUM])
+
+    def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``ids`` sit in ``held_ids``, and which of them are held."""
+        if not len(self.held_ids):
+            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+        positions = np.minimum(np.searchsorted(self.held_ids, ids), len(self.held_ids) - 1)
+        return positions, self.held_ids[positions] == ids
+
+
 class TarBackend(Backend):
     name = "tar"
-    # Overwrites append a newer copy (see above); single images are appended like batches.
-    capabilities = Capabilities(overwrite=True, write_one=True)
+    # The default capabilities: an overwrite or a write_one appends (see above).
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,     # the index rename (or commit.json) commits a whole batch
@@ -114,7 +152,7 @@ class TarBackend(Backend):
             raise
 
     def _close(self) -> None:
-        self._shards = []
+        self._committed = _Committed.of([])
         if self._writer_lock is not None:
             self._writer_lock.release()
             self._writer_lock = None
@@ -135,19 +173,18 @@ class TarBackend(Backend):
     def _load(self) -> None:
         """Read every committed index and check it against the shards' sizes."""
         journaled = set(shards.journal_numbers(self.path))
-        self._shards: list[_Shard] = []
+        loaded: dict[int, _Shard] = {}
         layout = self._layout()
         for number in shards.shard_numbers(self.path) + sorted(journaled):
-            if any(shard.number == number for shard in self._shards):
+            if number in loaded:
                 continue
             index = shards.load_index(self.path, number, number in journaled)
             if index is None:
                 continue  # a leftover of an interrupted write
             shard = _Shard(self.path, number, index)
             self._check(shard, layout)
-            self._shards.append(shard)
-        self._shards.sort(key=lambda shard: shard.number)
-        self._reindex()
+            loaded[number] = shard
+        self._committed = _Committed.of([loaded[number] for number in sorted(loaded)])
 
     def _check(self, shard: _Shard, layout: SampleLayout | None) -> None:
         index = shard.index
@@ -171,32 +208,19 @@ class TarBackend(Backend):
             raise CorruptStoreError(f"'{shard.file}' is shorter ({length} bytes) than its index "
                                     "says; the store is damaged")
 
-    def _reindex(self) -> None:
-        """Which shard and row holds each id (a later shard's copy wins)."""
-        parts = [shard.index for shard in self._shards]
-        index = np.concatenate(parts) if parts else np.zeros((0, 5), np.int64)
-        owners = np.concatenate([np.full(len(part), position, np.int64)
-                                 for position, part in enumerate(parts)] or [np.zeros(0, np.int64)])
-        rows = np.concatenate([np.arange(len(part)) for part in parts] or [np.zeros(0, np.int64)])
-        # The last copy of each id: stable sort by id, keep the last of each run.
-        order = np.argsort(index[:, _ID], kind="stable")
-        sorted_ids = index[order, _ID]
-        last = np.ones(len(order), bool)
-        last[:-1] = sorted_ids[1:] != sorted_ids[:-1]
-        chosen = order[last]
-        self._held_ids = sorted_ids[last]
-        self._owner, self._row = owners[chosen], rows[chosen]
-        self._labels, self._checksums = index[chosen, _LABEL], index[chosen, _CHECKSUM]
-
     # ---- writing -------------------------------------------------------------------------
     def _recover(self) -> None:
         """Finish a commit recorded in commit.json; remove the leftovers of interrupted writes."""
         journaled = shards.journal_numbers(self.path)
         if journaled:
             shards.finish_commit(self.path, journaled, durable=True)
+        # Only this format's own temporaries: store.json's belong to the base class (and
+        # may be another creator's, being written at this moment).
         for name in os.listdir(self.path):
-            if name.endswith((".new", ".tmp")):
+            if name.startswith("shard-") and name.endswith(".new"):
                 os.unlink(self.path / name)
+        for leftover in leftover_temporaries(self.path / shards.JOURNAL):
+            leftover.unlink(missing_ok=True)
         indexed = [number for number in shards.shard_numbers(self.path)
                    if (self.path / shards.index_name(number)).exists()]
         for number in shards.shard_numbers(self.path):
@@ -209,12 +233,10 @@ class TarBackend(Backend):
                 self._append(last.file, end, np.zeros((0, 0), np.uint8))
 
     def _write_many(self, ids, images, labels, overwrite) -> None:
-        held = self._contains_many(ids)
-        if held.any() and not overwrite:
-            self._raise_duplicates(ids[held])
         layout = self._layout()
         checksums = image_checksums(ids, labels, images).view(np.int64)
-        last = self._shards[-1] if self._shards else None
+        committed = self._committed.shards
+        last = committed[-1] if committed else None
         if last is None or len(last.index) >= SHARD_SAMPLES:
             last = _Shard(self.path, last.number + 1 if last else 0, np.zeros((0, 5), np.int64))
         new_indexes, start = {}, 0
@@ -240,34 +262,33 @@ class TarBackend(Backend):
         """The samples are written, their index is not (a separate method for the crash tests)."""
 
     def _append(self, file: Path, offset: int, samples: np.ndarray) -> None:
-        """Write ``samples`` at ``offset`` (cutting off any leftover) and end the archive."""
+        """Write ``samples`` at ``offset`` and end the archive, then cut off any leftover.
+
+        The file never shrinks below what is written here, so readers mapping its
+        indexed samples at this moment never find it shorter than they mapped.
+        """
         with open(file, "r+b" if file.exists() else "wb") as out:
-            out.truncate(offset)
             out.seek(offset)
             out.write(samples.tobytes() if samples.size == 0 else memoryview(samples).cast("B"))
             out.write(END_OF_ARCHIVE)
+            out.truncate()  # a leftover of an interrupted write past the new end
             out.flush()
             if self.durable:
                 os.fsync(out.fileno())
 
     # ---- reading -------------------------------------------------------------------------
-    def _locate(self, ids: np.ndarray) -> np.ndarray:
-        """Positions of ``ids`` in the held arrays; KeyNotFoundError for missing ones."""
-        positions = np.minimum(np.searchsorted(self._held_ids, ids), max(len(self._held_ids) - 1, 0))
-        found = self._held_ids[positions] == ids if len(self._held_ids) else np.zeros(len(ids), bool)
+    def _read_many(self, ids):
+        committed = self._committed
+        positions, found = committed.positions(ids)
         if not found.all():
             raise self._missing(ids[~found])
-        return positions
-
-    def _read_many(self, ids):
-        positions = self._locate(ids)
         layout = self._layout()
         images = np.empty((len(ids), *layout.image_shape), np.uint8)
-        owners, rows = self._owner[positions], self._row[positions]
+        owners, rows = committed.owner[positions], committed.row[positions]
         scratch = None
         for owner in np.unique(owners):
-            shard = self._shards[owner]
-            mine = np.flatnonzero(owners == owner) if len(self._shards) > 1 else slice(None)
+            shard = committed.shards[owner]
+            mine = np.flatnonzero(owners == owner) if len(committed.shards) > 1 else slice(None)
             wanted = rows[mine]
             if len(wanted) >= _RANGE_ROWS and _is_run(wanted) and (
                     isinstance(mine, slice) or _is_run(mine)):
@@ -277,19 +298,20 @@ class TarBackend(Backend):
                 scratch = self._read_range(shard, layout, int(wanted[0]), images[into], scratch)
             else:
                 images[mine] = self._pixels(shard, layout)[wanted]
-        labels = self._labels[positions]
-        verify_checksums(ids, labels, images, self._checksums[positions].view(np.uint64),
+        labels = committed.labels[positions]
+        verify_checksums(ids, labels, images, committed.checksums[positions].view(np.uint64),
                          f"the tar store at '{self.path}'")
         return images, labels
 
     def _read_one(self, key):
-        position = int(np.searchsorted(self._held_ids, key))
-        if position >= len(self._held_ids) or self._held_ids[position] != key:
+        committed = self._committed
+        position = int(np.searchsorted(committed.held_ids, key))
+        if position >= len(committed.held_ids) or committed.held_ids[position] != key:
             raise self._missing([key])
-        shard = self._shards[self._owner[position]]
-        image = self._pixels(shard, self._layout())[self._row[position]].copy()
-        label = int(self._labels[position])
-        if image_checksum(key, label, image) != int(self._checksums[position]) & (2**64 - 1):
+        shard = committed.shards[committed.owner[position]]
+        image = self._pixels(shard, self._layout())[committed.row[position]].copy()
+        label = int(committed.labels[position])
+        if image_checksum(key, label, image) != int(committed.checksums[position]) & (2**64 - 1):
             raise CorruptStoreError(f"image {key} in the tar store at '{self.path}' fails its "
                                     "checksum; the store is damaged (rewrite it with "
                                     "overwrite=True, or restore the store from a copy)")
@@ -325,19 +347,17 @@ class TarBackend(Backend):
                                     "the store is damaged") from None
 
     def _ids(self):
-        return self._held_ids
+        return self._committed.held_ids
 
     def _count(self):
-        return len(self._held_ids)
+        return len(self._committed.held_ids)
 
     def _contains_many(self, ids):
-        if not len(self._held_ids):
-            return np.zeros(len(ids), bool)
-        positions = np.minimum(np.searchsorted(self._held_ids, ids), len(self._held_ids) - 1)
-        return self._held_ids[positions] == ids
+        return self._committed.positions(ids)[1]
 
     def _max_id(self):
-        return int(self._held_ids[-1]) if len(self._held_ids) else None
+        held = self._committed.held_ids
+        return int(held[-1]) if len(held) else None
 
     # ---- adding shards made elsewhere ----------------------------------------------------
     def add_shard(self, tar_path) -> int:
