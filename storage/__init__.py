@@ -1,4 +1,5 @@
-"""Image datasets in PNG files, LMDB, HDF5, SQLite, LevelDB or tar shards, behind one interface.
+"""Image datasets in PNG files, LMDB, HDF5, Arrow, Parquet, Zarr, SQLite, LevelDB or tar shards,
+behind one interface.
 
 >>> with open_store("cifar.lmdb", "lmdb", mode="w") as store:
 ...     store.write_many(images, labels)
