@@ -7,7 +7,24 @@ from benchmarks.measure import StoreCache
 
 
 @pytest.fixture(scope="session")
-def built_stores(tmp_path_factory, dataset):
-    cache = StoreCache(tmp_path_factory.mktemp("stores"), dataset)
+def store_cache(tmp_path_factory, datasets):
+    cache = StoreCache(tmp_path_factory.mktemp("stores"), datasets)
     yield cache
     cache.remove_all()
+
+
+@pytest.fixture
+def built_stores(store_cache, storage_side):
+    """Stores of this test's image side: ``get(backend, N)`` and ``take(backend, N)``."""
+    return _SideStores(store_cache, storage_side)
+
+
+class _SideStores:
+    def __init__(self, cache: StoreCache, side: int):
+        self.cache, self.side = cache, side
+
+    def get(self, backend: str, count: int):
+        return self.cache.get(backend, count, self.side)
+
+    def take(self, backend: str, count: int):
+        return self.cache.take(backend, count, self.side)

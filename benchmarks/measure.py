@@ -19,10 +19,11 @@ def rounds_for(count: int) -> int:
 
 
 def label(benchmark, operation: str, backend: str, count: int, dataset) -> None:
-    """Group backends side by side per operation and N; say what was measured."""
-    benchmark.group = f"{operation} N={count}"
+    """Group backends side by side per operation, image side and N; say what was measured."""
+    side = int(dataset.images.shape[1])
+    benchmark.group = f"{operation} {side}px N={count}"
     benchmark.extra_info.update(
-        operation=operation, backend=backend, N=count, dataset=dataset.name,
+        operation=operation, backend=backend, N=count, side=side, dataset=dataset.name,
         image_shape=list(dataset.images.shape[1:]),
     )
 
@@ -50,27 +51,27 @@ def build_store(path: Path, backend: str, images: np.ndarray, labels: np.ndarray
 
 
 class StoreCache:
-    """Stores built once per (backend, N): the reads share one, a writer takes it over.
+    """Stores built once per (backend, image side, N): reads share one, a writer takes it over.
 
     Building a store of 100,000 PNG files takes longer than measuring it, so each is
     built once; a benchmark that adds images takes the store out of the cache.
     """
 
-    def __init__(self, root: Path, dataset):
-        self.root, self.dataset, self._built, self._taken = root, dataset, {}, []
+    def __init__(self, root: Path, datasets):
+        self.root, self.datasets, self._built, self._taken = root, datasets, {}, []
 
-    def get(self, backend: str, count: int) -> Path:
-        key = (backend, count)
+    def get(self, backend: str, count: int, side: int = 32) -> Path:
+        key = (backend, side, count)
         if key not in self._built:
-            images, labels = self.dataset.take(count)
-            path = self.root / f"{backend}-{count}-{len(self._taken)}"
+            images, labels = self.datasets(side).take(count)
+            path = self.root / f"{backend}-{side}px-{count}-{len(self._taken)}"
             self._built[key] = build_store(path, backend, images, labels)
         return self._built[key]
 
-    def take(self, backend: str, count: int) -> Path:
+    def take(self, backend: str, count: int, side: int = 32) -> Path:
         """A store of ``count`` images that the caller may modify (the cache forgets it)."""
-        path = self.get(backend, count)
-        del self._built[(backend, count)]
+        path = self.get(backend, count, side)
+        del self._built[(backend, side, count)]
         self._taken.append(path)
         return path
 

@@ -9,6 +9,12 @@ from storage.registry import BACKENDS
 
 FULL_SIZES = (10, 100, 1_000, 10_000, 100_000)
 SMOKE_SIZES = (10, 100)
+# Image sides in pixels (square, RGB): CIFAR's 32 and a photograph's 256 by default.
+FULL_SIDES = (32, 256)
+SMOKE_SIDES = (32,)
+# A store of N images is measured only while N x image bytes stays under this, so
+# 256 px runs to N = 1,000 and 512 px to N = 100; raise it for the wider sweep.
+DEFAULT_MAX_BYTES = 400_000_000
 OPERATIONS = ("store_single", "store_many", "read_single", "read_many")
 # Options that ask pytest-benchmark to really measure; without any of them,
 # plain `pytest` runs each benchmark once as a smoke test.
@@ -22,6 +28,14 @@ class SuiteSettings:
     sizes: tuple[int, ...]
     cifar: str | None
     measuring: bool
+    sides: tuple[int, ...] = SMOKE_SIDES
+    max_bytes: int = DEFAULT_MAX_BYTES
+    photographs: bool = False
+
+    def combinations(self) -> list[tuple[int, int]]:
+        """(side, N) pairs to measure: every N at each side, up to the byte cap."""
+        return [(side, count) for side in self.sides for count in self.sizes
+                if side == min(self.sides) or count * side * side * 3 <= self.max_bytes]
 
 
 def add_options(parser) -> None:
@@ -32,6 +46,17 @@ def add_options(parser) -> None:
                     help="comma-separated store sizes N (default: "
                          f"{','.join(map(str, FULL_SIZES))} when measuring, "
                          f"{','.join(map(str, SMOKE_SIZES))} for the smoke run)")
+    group.addoption("--storage-size", metavar="SIDES",
+                    help="comma-separated image sides in pixels (default: "
+                         f"{','.join(map(str, FULL_SIDES))} when measuring, "
+                         f"{','.join(map(str, SMOKE_SIDES))} for the smoke run); "
+                         "32 px uses CIFAR when given, other sides generated images")
+    group.addoption("--storage-max-bytes", metavar="BYTES",
+                    help="measure a side at N only while N x image bytes stays under this "
+                         f"(default {DEFAULT_MAX_BYTES:_}; the smallest side always runs every N)")
+    group.addoption("--photographs", action="store_true",
+                    help="at sides above 32 px, store crops of real photographs "
+                         "(storage.sources.photographs) instead of generated images")
     group.addoption("--cifar", metavar="PATH",
                     help="CIFAR-10 python-version folder or .tar.gz to store "
                          "(default: $CIFAR10_DIR, else built-in generated images)")
@@ -41,9 +66,15 @@ def read_settings(config) -> SuiteSettings:
     measuring = any(config.getoption(name, None) for name in _MEASURING_OPTIONS)
     return SuiteSettings(
         backends=_parse_backends(config.getoption("storage_backends")),
-        sizes=_parse_sizes(config.getoption("storage_n"), FULL_SIZES if measuring else SMOKE_SIZES),
+        sizes=_parse_sizes(config.getoption("storage_n"), FULL_SIZES if measuring else SMOKE_SIZES,
+                           "--storage-n"),
         cifar=config.getoption("cifar"),
         measuring=measuring,
+        sides=_parse_sizes(config.getoption("storage_size"),
+                           FULL_SIDES if measuring else SMOKE_SIDES, "--storage-size"),
+        max_bytes=_parse_sizes(config.getoption("storage_max_bytes"),
+                               (DEFAULT_MAX_BYTES,), "--storage-max-bytes")[0],
+        photographs=bool(config.getoption("photographs")),
     )
 
 
@@ -58,7 +89,7 @@ def _parse_backends(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _parse_sizes(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+def _parse_sizes(text: str | None, default: tuple[int, ...], option: str) -> tuple[int, ...]:
     if not text:
         return default
     try:
@@ -67,5 +98,5 @@ def _parse_sizes(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
         sizes = ()
     if not sizes or min(sizes) < 1:
         raise pytest.UsageError(
-            f"--storage-n: expected comma-separated positive integers like 10,1000, got {text!r}")
+            f"{option}: expected comma-separated positive integers like 10,1000, got {text!r}")
     return sizes

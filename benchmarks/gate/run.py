@@ -105,6 +105,18 @@ def measure_once(side: Side, args: list[str], raw_dir: Path, pair: int, scratch:
     return data
 
 
+def sized_args(worktree: Path, profile: Profile) -> list[str]:
+    """``--storage-size`` for a revision whose suite has an image-size axis, else nothing.
+
+    Older revisions measure 32 px images only and do not know the option; passing it
+    to them would end their pytest with a usage error.
+    """
+    settings = worktree / "benchmarks" / "settings.py"
+    if settings.exists() and "--storage-size" in settings.read_text():
+        return ["--storage-size", ",".join(map(str, profile.sides))]
+    return []
+
+
 def install_control(worktree: Path) -> None:
     """The same control code on both sides, whatever each revision holds (or lacks)."""
     if CONTROL_FILE.exists():
@@ -152,8 +164,10 @@ def _measure(request: GateRun, repo: Path, revisions: dict[str, str], raw_dir: P
                 install_control(trees[name])
                 sides[name] = Side(name, revisions[name], trees[name], interpreters.python_for(
                     name, trees[name], installed, scratch, request.install, environments))
+            side_args = {name: args + sized_args(trees[name], request.profile) for name in SIDES}
             return alternate(
-                lambda name, pair: measure_once(sides[name], args, raw_dir, pair, scratch),
+                lambda name, pair: measure_once(sides[name], side_args[name], raw_dir, pair,
+                                                scratch),
                 request.pairs, request.max_minutes * 60, log=log)
 
 

@@ -13,7 +13,8 @@ from benchmarks.report.styles import backend_order
 # The suite's operations, in the order a reader meets them; others found in a run follow.
 KNOWN_OPERATIONS = ("store_single", "store_many", "read_single", "read_many")
 _NAME = re.compile(r"^test_(?P<operation>\w+?)\[(?P<param>[^\]]+)\]$")
-_PARAM = re.compile(r"^(?P<backend>.+)-N=(?P<n>\d+)$")
+_PARAM = re.compile(r"^(?P<backend>.+?)(?:-(?P<side>\d+)px)?-N=(?P<n>\d+)$")
+SMALLEST_SIDE = 32  # images of other sides are reported as operations of their own
 _HOW_TO_MAKE = "write one with: pytest benchmarks --benchmark-only --benchmark-json=RUN.json"
 
 
@@ -211,6 +212,11 @@ def _identify(bench: dict) -> tuple[str, str, int] | None:
     operation = _first_text(info.get("operation"), named and named["operation"])
     n = next((value for value in (_integer(info.get("N")), _integer(params.get("storage_n")),
                                   _integer(param and param["n"])) if value), None)
+    side = next((value for value in (_integer(info.get("side")),
+                                     _integer(params.get("storage_side")),
+                                     _integer(param and param["side"])) if value), SMALLEST_SIDE)
+    if operation and side != SMALLEST_SIDE:  # its own figures and tables: read_many_256px
+        operation = f"{operation}_{side}px"
     if backend and operation and n and n > 0:
         return backend, operation, n
     return None
