@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.report.__main__ import main
+from benchmarks.report.runs import split_side
 from benchmarks.report.styles import KNOWN_STYLES, style_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,11 +68,17 @@ def test_report_md_holds_every_result_with_its_median(suite_data, report_dir):
 def test_every_figure_exists_is_a_png_of_sensible_size_and_is_linked(suite_data, report_dir):
     operations = {reported_operation(bench["extra_info"]) for bench in suite_data["benchmarks"]}
     expected = ({f"time_{operation}.png" for operation in operations}
-                | {"throughput.png", "disk.png", "relative_to_raw.png"})
+                | {"throughput.png", "disk.png", "relative_to_raw.png", "image_size.png"})
     assert {path.name for path in report_dir.glob("*.png")} == expected
     for name in expected:
         _check_png(report_dir / name)
     assert set(_links(report_dir / "report.md")) == expected
+
+
+def test_sides_are_told_apart():
+    assert split_side("read_many_256px") == ("read_many", 256)
+    assert split_side("read_many") == ("read_many", 32)
+    assert split_side("open_read_single") == ("open_read_single", 32)
 
 
 def test_report_md_says_which_data_and_machine_the_run_came_from(suite_data, report_dir):
