@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.gate import interpreters, pbjson, report, verdict, worktrees
+from benchmarks.gate import interpreters, pbjson, report, selection, verdict, worktrees
 from benchmarks.gate.errors import RunError
 from benchmarks.gate.profiles import Profile
 
@@ -105,6 +105,22 @@ def measure_once(side: Side, args: list[str], raw_dir: Path, pair: int, scratch:
     return data
 
 
+def side_pytest_args(side: Side, request: GateRun, changed: set[str],
+                     log: Callable[[str], None]) -> list[str]:
+    """The profile's selection for one side: its own formats, references only if changed."""
+    requested = request.backends or request.profile.backends
+    entries = selection.registered(side.python, side.worktree)
+    if entries is None:  # nothing to choose from: the suite's own default
+        return request.profile.pytest_args(requested) + sized_args(side.worktree,
+                                                                   request.profile)
+    backends = selection.backends_for(entries, changed, requested)
+    if not backends:
+        raise RunError(f"{side.name} ({side.revision[:12]}) registers none of the backends "
+                       f"asked for ({', '.join(requested or ())}); check --backends")
+    log(f"gate: {side.name} measures {', '.join(backends)}")
+    return request.profile.pytest_args(backends) + sized_args(side.worktree, request.profile)
+
+
 def sized_args(worktree: Path, profile: Profile) -> list[str]:
     """``--storage-size`` for a revision whose suite has an image-size axis, else nothing.
 
@@ -134,8 +150,7 @@ def run_gate(request: GateRun, log: Callable[[str], None] = print) -> verdict.Ou
     shutil.rmtree(raw_dir, ignore_errors=True)
     raw_dir.mkdir(parents=True)
     log(f"gate: base {request.base_ref} ({revisions['base'][:12]}), head {request.head_ref} "
-        f"({revisions['head'][:12]}), profile {request.profile.name}: pytest "
-        + " ".join(request.profile.pytest_args(request.backends)))
+        f"({revisions['head'][:12]}), profile {request.profile.name}: {request.profile.description}")
     started = time.monotonic()
     results = _measure(request, repo, revisions, raw_dir, log)
     context = (f"base `{request.base_ref}` ({revisions['base'][:12]}) vs head "
@@ -154,7 +169,7 @@ def _measure(request: GateRun, repo: Path, revisions: dict[str, str], raw_dir: P
     """Both worktrees, their interpreters, and the alternating pairs; nothing left behind."""
     installed_path = repo / interpreters.REQUIREMENTS
     installed = installed_path.read_text() if installed_path.exists() else None
-    args = request.profile.pytest_args(request.backends)
+    changed = selection.changed_files(worktrees.git, repo, revisions["base"], revisions["head"])
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch_name:
         scratch = Path(scratch_name)
         with worktrees.checked_out(repo, revisions, scratch) as trees:
@@ -164,7 +179,8 @@ def _measure(request: GateRun, repo: Path, revisions: dict[str, str], raw_dir: P
                 install_control(trees[name])
                 sides[name] = Side(name, revisions[name], trees[name], interpreters.python_for(
                     name, trees[name], installed, scratch, request.install, environments))
-            side_args = {name: args + sized_args(trees[name], request.profile) for name in SIDES}
+            side_args = {name: side_pytest_args(sides[name], request, changed, log)
+                         for name in SIDES}
             return alternate(
                 lambda name, pair: measure_once(sides[name], side_args[name], raw_dir, pair,
                                                 scratch),
