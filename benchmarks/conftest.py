@@ -7,8 +7,11 @@ from benchmarks.measure import StoreCache
 
 
 @pytest.fixture(scope="session")
-def store_cache(tmp_path_factory, datasets):
-    cache = StoreCache(tmp_path_factory.mktemp("stores"), datasets)
+def store_cache(tmp_path_factory, datasets, pytestconfig):
+    kept = pytestconfig.storage_settings.store_cache
+    if kept:
+        kept.mkdir(parents=True, exist_ok=True)
+    cache = StoreCache(kept or tmp_path_factory.mktemp("stores"), datasets, keep=bool(kept))
     yield cache
     cache.remove_all()
 

@@ -54,30 +54,56 @@ class StoreCache:
     """Stores built once per (backend, image side, N): reads share one, a writer takes it over.
 
     Building a store of 100,000 PNG files takes longer than measuring it, so each is
-    built once; a benchmark that adds images takes the store out of the cache.
+    built once; a benchmark that adds images takes the store out of the cache. With
+    ``keep``, stores outlive the session under ``root`` and later sessions reuse
+    them (the gate measures one revision many times); a writer then gets a copy.
     """
 
-    def __init__(self, root: Path, datasets):
-        self.root, self.datasets, self._built, self._taken = root, datasets, {}, []
+    def __init__(self, root: Path, datasets, *, keep: bool = False):
+        self.root, self.datasets, self.keep = root, datasets, keep
+        self._built, self._taken = {}, []
 
     def get(self, backend: str, count: int, side: int = 32) -> Path:
         key = (backend, side, count)
         if key not in self._built:
-            images, labels = self.datasets(side).take(count)
-            path = self.root / f"{backend}-{side}px-{count}-{len(self._taken)}"
-            self._built[key] = build_store(path, backend, images, labels)
+            path = self.root / f"{backend}-{side}px-{count}"
+            if not self.keep:
+                path = path.with_name(f"{path.name}-{len(self._taken)}")
+            self._built[key] = path if self._complete(path, side) else self._build(path, key)
         return self._built[key]
 
     def take(self, backend: str, count: int, side: int = 32) -> Path:
         """A store of ``count`` images that the caller may modify (the cache forgets it)."""
         path = self.get(backend, count, side)
-        del self._built[(backend, side, count)]
+        if self.keep:  # later sessions still need the original
+            copy = self.root / f"{path.name}-taken-{len(self._taken)}"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(path, copy, symlinks=True)
+            path = copy
+        else:
+            del self._built[(backend, side, count)]
         self._taken.append(path)
         return path
 
     def remove_all(self) -> None:
         for path in self._taken:
             shutil.rmtree(path, ignore_errors=True)
-        for path in self._built.values():
-            shutil.rmtree(path, ignore_errors=True)
+        if not self.keep:
+            for path in self._built.values():
+                shutil.rmtree(path, ignore_errors=True)
         self._built.clear()
+
+    def _build(self, path: Path, key) -> Path:
+        backend, side, count = key
+        images, labels = self.datasets(side).take(count)
+        shutil.rmtree(path, ignore_errors=True)  # a build cut short in an earlier session
+        build_store(path, backend, images, labels)
+        if self.keep:
+            (path.parent / f"{path.name}.complete").write_text(self.datasets(side).name)
+        return path
+
+    def _complete(self, path: Path, side: int) -> bool:
+        """A kept store whose build finished, of the same data set (else it is rebuilt)."""
+        stamp = path.parent / f"{path.name}.complete"
+        return (self.keep and path.is_dir() and stamp.exists()
+                and stamp.read_text() == self.datasets(side).name)

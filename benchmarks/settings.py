@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,7 @@ class SuiteSettings:
     sides: tuple[int, ...] = SMOKE_SIDES
     max_bytes: int = DEFAULT_MAX_BYTES
     photographs: bool = False
+    store_cache: Path | None = None
 
     def combinations(self) -> list[tuple[int, int]]:
         """(side, N) pairs to measure: every N at each side, up to the byte cap."""
@@ -57,6 +59,10 @@ def add_options(parser) -> None:
     group.addoption("--photographs", action="store_true",
                     help="at sides above 32 px, store crops of real photographs "
                          "(storage.sources.photographs) instead of generated images")
+    group.addoption("--storage-store-cache", metavar="DIR",
+                    help="keep the stores the read benchmarks use in DIR and reuse them in "
+                         "later runs (the gate measures a revision many times); use one DIR "
+                         "per revision and data set: its stores are never rebuilt")
     group.addoption("--cifar", metavar="PATH",
                     help="CIFAR-10 python-version folder or .tar.gz to store "
                          "(default: $CIFAR10_DIR, else built-in generated images)")
@@ -75,6 +81,8 @@ def read_settings(config) -> SuiteSettings:
         max_bytes=_parse_sizes(config.getoption("storage_max_bytes"),
                                (DEFAULT_MAX_BYTES,), "--storage-max-bytes")[0],
         photographs=bool(config.getoption("photographs")),
+        store_cache=Path(config.getoption("storage_store_cache")).resolve()
+        if config.getoption("storage_store_cache") else None,
     )
 
 

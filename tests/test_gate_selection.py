@@ -1,10 +1,15 @@
-"""The gate measures our formats on each side, and references only where their code changed."""
+"""What the gate measures on each side, and the stores it builds once per side and job."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from benchmarks.datasets import Dataset
 from benchmarks.gate.selection import Registered, backends_for, registered
+from benchmarks.measure import StoreCache
+from storage import open_store
 from storage.registry import BACKENDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,3 +38,25 @@ def test_a_revision_is_asked_for_its_own_registry():
     for entry in entries:
         assert entry.reference == BACKENDS[entry.name].reference
         assert (REPO / entry.module_path).is_file(), entry
+
+
+def test_kept_stores_are_built_once_and_writers_get_copies(tmp_path):
+    def datasets(side, name="one"):
+        images = np.arange(5 * side * side * 3, dtype=np.uint8).reshape(5, side, side, 3)
+        return Dataset(name, images, np.arange(5))
+
+    first = StoreCache(tmp_path, datasets, keep=True)
+    path = first.get("lmdb", 5, 8)
+    taken = first.take("lmdb", 5, 8)
+    assert taken != path
+    with open_store(taken, mode="a") as store:
+        store.write_one(99, np.zeros((8, 8, 3), np.uint8), 0)
+    first.remove_all()
+    assert not taken.exists() and path.exists()
+    later = StoreCache(tmp_path, datasets, keep=True)
+    assert later.get("lmdb", 5, 8) == path
+    with open_store(path) as store:  # the writer's image went to its copy only
+        assert len(store) == 5
+    other = StoreCache(tmp_path, lambda side: datasets(side, "two"), keep=True)
+    other.get("lmdb", 5, 8)  # another data set: rebuilt, not reused
+    assert (tmp_path / f"{path.name}.complete").read_text() == "two"

@@ -133,6 +133,18 @@ def sized_args(worktree: Path, profile: Profile) -> list[str]:
     return []
 
 
+def cached_args(worktree: Path, cache: Path) -> list[str]:
+    """Stores built once per side and job, for revisions whose suite can keep them.
+
+    Building the stores to read was most of a pair's time; a revision's code does not
+    change during the job, so its stores are built in the first pair and reused.
+    """
+    settings = worktree / "benchmarks" / "settings.py"
+    if settings.exists() and "--storage-store-cache" in settings.read_text():
+        return ["--storage-store-cache", str(cache)]
+    return []
+
+
 def install_control(worktree: Path) -> None:
     """The same control code on both sides, whatever each revision holds (or lacks)."""
     if CONTROL_FILE.exists():
@@ -180,6 +192,7 @@ def _measure(request: GateRun, repo: Path, revisions: dict[str, str], raw_dir: P
                 sides[name] = Side(name, revisions[name], trees[name], interpreters.python_for(
                     name, trees[name], installed, scratch, request.install, environments))
             side_args = {name: side_pytest_args(sides[name], request, changed, log)
+                         + cached_args(trees[name], scratch / f"stores-{name}")
                          for name in SIDES}
             return alternate(
                 lambda name, pair: measure_once(sides[name], side_args[name], raw_dir, pair,
