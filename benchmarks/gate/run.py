@@ -46,6 +46,7 @@ class GateRun:
     max_minutes: float
     backends: tuple[str, ...] | None = None
     install: bool = True
+    stop_early: bool = True  # once every benchmark is surely within the threshold
 
 
 def order(pair: int) -> tuple[str, str]:
@@ -55,11 +56,13 @@ def order(pair: int) -> tuple[str, str]:
 
 def alternate(measure: Callable[[str, int], dict], pairs: int, budget_s: float,
               clock: Callable[[], float] = time.monotonic,
-              log: Callable[[str], None] = print) -> dict[str, list[tuple[int, dict]]]:
+              log: Callable[[str], None] = print,
+              settled: Callable[[dict], bool] | None = None) -> dict[str, list[tuple[int, dict]]]:
     """Run ``measure(side, pair)`` for each side of each pair; stop early at the budget.
 
     After ``MIN_PAIRS`` pairs, stop when the next pair, taking as long as the last
-    one did, would end past ``budget_s``.
+    one did, would end past ``budget_s``, or when ``settled(results)`` says that
+    more pairs cannot change the verdict.
     """
     results: dict[str, list[tuple[int, dict]]] = {side: [] for side in SIDES}
     started = clock()
@@ -70,10 +73,15 @@ def alternate(measure: Callable[[str, int], dict], pairs: int, budget_s: float,
         now = clock()
         log(f"gate: pair {pair + 1}/{pairs} ({' then '.join(order(pair))}) "
             f"took {now - pair_started:.0f} s")
-        if pair + 1 >= MIN_PAIRS and pair + 1 < pairs \
-                and now - started + (now - pair_started) > budget_s:
+        if pair + 1 < MIN_PAIRS or pair + 1 >= pairs:
+            continue
+        if now - started + (now - pair_started) > budget_s:
             log(f"gate: stopping after {pair + 1} pairs: another would pass the "
                 f"{budget_s / 60:.0f}-minute budget")
+            break
+        if settled and settled(results):
+            log(f"gate: stopping after {pair + 1} pairs: every benchmark is surely within "
+                "the threshold")
             break
     return results
 
@@ -197,19 +205,26 @@ def _measure(request: GateRun, repo: Path, revisions: dict[str, str], raw_dir: P
             return alternate(
                 lambda name, pair: measure_once(sides[name], side_args[name], raw_dir, pair,
                                                 scratch),
-                request.pairs, request.max_minutes * 60, log=log)
+                request.pairs, request.max_minutes * 60, log=log,
+                settled=(lambda results: verdict.settled(_judge(request, revisions, results)))
+                if request.stop_early else None)
 
 
 def _judge(request: GateRun, revisions: dict[str, str],
-           results: dict[str, list[tuple[int, dict]]], out_dir: Path) -> verdict.Outcome:
-    """Merge each side's invocations into base.json and head.json, then compare them."""
+           results: dict[str, list[tuple[int, dict]]],
+           out_dir: Path | None = None) -> verdict.Outcome:
+    """Merge each side's invocations (into base.json and head.json under ``out_dir``,
+    when given), then compare them."""
     refs = {"base": request.base_ref, "head": request.head_ref}
     runs = {}
     for name in SIDES:
         merged = pbjson.merge_runs(results[name], {
             "side": name, "ref": refs[name], "revision": revisions[name],
             "profile": request.profile.name, "pairs": len(results[name])})
-        (out_dir / f"{name}.json").write_text(json.dumps(merged, indent=2))
-        runs[name] = pbjson.parse_run(merged, str(out_dir / f"{name}.json"))
+        source = f"{name}.json"
+        if out_dir is not None:
+            (out_dir / source).write_text(json.dumps(merged, indent=2))
+            source = str(out_dir / source)
+        runs[name] = pbjson.parse_run(merged, source)
     return verdict.judge(runs["base"], runs["head"], threshold=request.threshold,
                          confidence=request.confidence)
