@@ -33,8 +33,9 @@ def test_asked_for_backends_are_measured_where_the_revision_has_them():
 
 
 def test_a_revision_is_asked_for_its_own_registry():
+    # The revision's own registry, as shipped: not the toy this test session adds.
     entries = registered(sys.executable, REPO)
-    assert [entry.name for entry in entries] == list(BACKENDS)
+    assert [entry.name for entry in entries] == [name for name in BACKENDS if name != "memory"]
     for entry in entries:
         assert entry.reference == BACKENDS[entry.name].reference
         assert (REPO / entry.module_path).is_file(), entry
