@@ -16,6 +16,8 @@ OPERATIONS = (
     Operation("store_single", "test_store_single", "write 1 image into an open store of N",
               "store_single"),
     Operation("store_many", "test_store_many", "write N images into a new store", "store_many"),
+    Operation("read_many_random", "test_read_many_random",
+              "read 1,000 random ids from an open store of N", "read_many_random"),
     # The classic code opens the store for every single read: the warm read is
     # measured against that, and the open-per-call variant against the same.
     Operation("read_single", "test_read_single", "read 1 image from an open store of N",
