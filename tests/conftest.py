@@ -4,12 +4,20 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import settings
 
 from storage.registry import our_backends
 from tests.memory_backend import register
 from tests.reliability.faults import TALLY
 
 register()  # the toy format runs through every shared test
+
+# The test command runs a share of each property's examples (tests.strategies.examples);
+# `pytest --hypothesis-profile=thorough` runs them all, drawn afresh on each run; the
+# quick profile draws the same ones every run, so that a failure seen once is seen again.
+settings.register_profile("quick", max_examples=35, derandomize=True)
+settings.register_profile("thorough", max_examples=100)
+settings.load_profile("quick")
 
 _store_numbers = itertools.count()
 

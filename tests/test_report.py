@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from benchmarks.gate.run import pytest_child_env
 from benchmarks.report.__main__ import main
 from benchmarks.report.runs import split_side
 from benchmarks.report.styles import KNOWN_STYLES, style_for
@@ -27,7 +28,7 @@ def suite_json(tmp_path_factory) -> Path:
     """pytest-benchmark JSON of a tiny real run of the suite: hdf5 and raw, N = 10 and 20,
     32 and 64 px (the machine's control benchmark left out: it reads 30 MB and adds nothing)."""
     path = tmp_path_factory.mktemp("suite") / "run.json"
-    env = {name: value for name, value in os.environ.items() if name != "CIFAR10_DIR"}
+    env = {name: value for name, value in pytest_child_env().items() if name != "CIFAR10_DIR"}
     command = [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "-q",
                "-p", "no:cacheprovider", "--storage-backends", "hdf5,raw",
                "--storage-n", "10,20", "--storage-size", "32,64", "--storage-max-bytes", "1000000",
