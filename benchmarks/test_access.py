@@ -1,4 +1,4 @@
-"""Access patterns of a training loop on a warm page cache: a scan, shuffled images, shuffled batches.
+"""Access patterns of a training loop, warm page cache: a scan, shuffled images and batches.
 
 Each round is one read: one batch of 256 (``seq_scan``, ``rand_batch``) or one image
 (``rand_item``); the median is the time per batch or per image. Rounds fill a small
