@@ -55,17 +55,22 @@ def chunk_images_for(image_shape) -> int:
 class LmdbBackend(Backend):
     name = "lmdb"
 
-    def __init__(self, path, mode="r", *, durable=True, map_size=_INITIAL_MAP_SIZE):
+    def __init__(self, path, mode="r", *, durable=True, map_size=_INITIAL_MAP_SIZE,
+                 readahead=True):
+        # readahead=False: the kernel reads only the pages touched, for random reads
+        # of a store larger than RAM; a cold scan then runs many times slower.
         self._initial_map_size = map_size
+        self._readahead = bool(readahead)
         super().__init__(path, mode, durable=durable)
 
     def __getstate__(self):
-        return {**super().__getstate__(), "map_size": self._initial_map_size}
+        return {**super().__getstate__(), "map_size": self._initial_map_size,
+                "readahead": self._readahead}
 
     def _open(self, create: bool) -> None:
         try:
             self._env = lmdb_env.acquire(str(self.path), map_size=self._initial_map_size,
-                                         writable=self.mode != "r")
+                                         writable=self.mode != "r", readahead=self._readahead)
         except lmdb.ReadersFullError as error:  # opening reads, and that needs a slot
             raise self._readers_full(error) from error
         except lmdb.Error as error:
@@ -115,7 +120,7 @@ class LmdbBackend(Backend):
 
     def _replace_failed_environment(self) -> None:
         self._env = lmdb_env.replace(str(self.path), self._env, map_size=self._initial_map_size,
-                                     writable=self.mode != "r")
+                                     writable=self.mode != "r", readahead=self._readahead)
         self._open_databases()
 
     def _close(self) -> None:
