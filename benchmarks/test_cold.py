@@ -64,7 +64,7 @@ def test_cold_rand_item(benchmark, cold_variant, storage_n, dataset, built_store
 
 
 def test_cold_rand_batch(benchmark, cold_variant, storage_n, dataset, built_stores):
-    """read_many over the first 20 batches of 256 of the seeded permutation, from a fresh eviction."""
+    """read_many over the first 20 batches of 256 of the seeded permutation, freshly evicted."""
     plan = batches(shuffled(storage_n))[:COLD_BATCHES]
     _time_cold(benchmark, "cold_rand_batch", cold_variant, storage_n, dataset, built_stores,
                lambda store: [_timed(store.read_many, ids) for ids in plan])
