@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks.cache import MAX_RESIDENT, evict, resident_bytes, resident_fraction, store_files
 from storage import open_store
+from storage.errors import InvalidOptionError
 
 
 @pytest.fixture
@@ -37,9 +38,18 @@ def test_evict_drops_the_page_cache_and_a_read_brings_it_back(written_store):
 def test_lmdb_readahead_is_an_option_that_pickles(written_store):
     path, _ = written_store
     with open_store(path) as store:
-        assert store._env.flags()["readahead"] is True
+        assert store.options.readahead is True and store._env.flags()["readahead"] is True
     with open_store(path, "lmdb", readahead=False) as store:
         assert store._env.flags()["readahead"] is False
-        copy = pickle.loads(pickle.dumps(store))
-        assert copy.__getstate__()["readahead"] is False
+        state = pickle.dumps(store)
+    copy = pickle.loads(state)  # opens its own environment: the original is closed
+    try:
+        assert copy.options.readahead is False and copy._env.flags()["readahead"] is False
+    finally:
         copy.close()
+
+
+def test_lmdb_readahead_takes_a_bool_only(written_store):
+    path, _ = written_store
+    with pytest.raises(InvalidOptionError, match="readahead.*True or False"):
+        open_store(path, "lmdb", readahead="off")
