@@ -31,11 +31,14 @@ class ReadRun:
 
 
 def read_with_workers(dataset, batches: list[np.ndarray], workers: int, method: str,
-                      on_batch: Callable[[np.ndarray, np.ndarray, np.ndarray], None]) -> ReadRun:
+                      on_batch: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+                      worker_init: Callable[[], None] | None = None) -> ReadRun:
     """Read every batch (positions in ``dataset``); ``on_batch(ids, images, labels)`` each.
 
     ``workers``: 0 reads in this process; K > 0 starts K processes with ``method``
     (fork, spawn, forkserver), each handed ``dataset`` as a DataLoader hands it.
+    ``worker_init`` runs first in each worker, as DataLoader's ``worker_init_fn``
+    (a spawned worker knows only the formats its imports register).
     """
     memory = _PssSampler()
     start = time.perf_counter()
@@ -48,8 +51,9 @@ def read_with_workers(dataset, batches: list[np.ndarray], workers: int, method: 
         return ReadRun(time.perf_counter() - start, first - start, memory.peak)
     context = multiprocessing.get_context(method)
     results = context.Queue()
-    processes = [context.Process(target=_worker, args=(dataset, batches[k::workers], results),
-                                 daemon=True) for k in range(workers)]
+    processes = [context.Process(target=_worker, daemon=True,
+                                 args=(dataset, batches[k::workers], results, worker_init))
+                 for k in range(workers)]
     try:
         for process in processes:
             process.start()
@@ -79,8 +83,10 @@ def _read(dataset, positions):
     return dataset.ids[np.asarray(positions, dtype=np.intp)], images, labels
 
 
-def _worker(dataset, batches, results) -> None:
+def _worker(dataset, batches, results, worker_init) -> None:
     try:
+        if worker_init is not None:
+            worker_init()
         for positions in batches:
             results.put(("batch", *_read(dataset, positions)))
         results.put(("done",))

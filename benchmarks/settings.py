@@ -24,8 +24,6 @@ class SuiteSettings:
     sizes: tuple[int, ...]
     cifar: str | None
     measuring: bool
-    parallel: bool = False  # the parallel readers benchmark (processes, minutes at large N)
-    cold: bool = False      # the cold-cache benchmarks (evicts the stores from the page cache)
 
 
 def add_options(parser) -> None:
@@ -40,9 +38,11 @@ def add_options(parser) -> None:
                     help="CIFAR-10 python-version folder or .tar.gz to store "
                          "(default: $CIFAR10_DIR, else built-in generated images)")
     group.addoption("--storage-parallel", action="store_true",
-                    help="also run the parallel readers benchmark (K worker processes)")
+                    help="also run the parallel readers benchmark (K worker processes; "
+                         "minutes at large N, so off by default)")
     group.addoption("--storage-cold", action="store_true",
-                    help="also run the cold-cache benchmarks (stores evicted from the page cache)")
+                    help="also run the cold-cache benchmarks (stores evicted from the page "
+                         "cache; flushes the disk, so off by default)")
 
 
 def read_settings(config) -> SuiteSettings:
@@ -52,8 +52,6 @@ def read_settings(config) -> SuiteSettings:
         sizes=_parse_sizes(config.getoption("storage_n"), FULL_SIZES if measuring else SMOKE_SIZES),
         cifar=config.getoption("cifar"),
         measuring=measuring,
-        parallel=bool(config.getoption("storage_parallel")),
-        cold=bool(config.getoption("storage_cold")),
     )
 
 

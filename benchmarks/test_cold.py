@@ -27,13 +27,8 @@ COLD_ITEMS = 2_000
 COLD_BATCHES = 20
 NO_READAHEAD = ("lmdb-no-readahead", "lmdb", {"readahead": False})
 
-pytestmark = pytest.mark.timeout(1800)
-
-
-@pytest.fixture(autouse=True)
-def _only_when_asked(pytestconfig):
-    if not pytestconfig.storage_settings.cold:
-        pytest.skip("cold-cache benchmarks run with --storage-cold")
+# Deselected unless --storage-cold is given (conftest.py).
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.storage_cold]
 
 
 def _variants(metafunc):

@@ -16,19 +16,15 @@ from benchmarks.measure import label
 from benchmarks.patterns import BATCH, batches, shuffled
 from benchmarks.readers import pss_bytes, read_with_workers
 from storage.training import StoreDataset
+from tests.memory_backend import register as register_toy_format
 
 PARALLEL_BATCHES = 40
 PARALLEL_ROUNDS = 3
 READERS = [("main", 0), ("fork", 1), ("fork", 2), ("fork", 4),
            ("spawn", 1), ("spawn", 2), ("spawn", 4)]
 
-pytestmark = pytest.mark.timeout(1800)
-
-
-@pytest.fixture(autouse=True)
-def _only_when_asked(pytestconfig):
-    if not pytestconfig.storage_settings.parallel:
-        pytest.skip("parallel readers run with --storage-parallel")
+# Deselected unless --storage-parallel is given (conftest.py).
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.storage_parallel]
 
 
 @pytest.mark.parametrize("method,workers", READERS, ids=[f"{m}-K={k}" for m, k in READERS])
@@ -52,7 +48,9 @@ def test_parallel_read(benchmark, storage_backend, storage_n, method, workers, d
 
     def read_all():
         received.clear()
-        runs.append(read_with_workers(reader, plan, workers, method, on_batch))
+        # A spawned worker knows the toy format (--storage-backends memory) once registered.
+        runs.append(read_with_workers(reader, plan, workers, method, on_batch,
+                                      worker_init=register_toy_format))
         assert np.array_equal(np.sort(np.concatenate(received)), wanted)  # each id once
 
     benchmark.pedantic(read_all, rounds=PARALLEL_ROUNDS if benchmark.enabled else 1)
