@@ -16,7 +16,7 @@ from storage.registry import BACKENDS
 
 SHAPE = (32, 32, 3)  # CIFAR-sized: 64 images per LMDB value and per HDF5 chunk
 STORED_IDS = np.concatenate([np.arange(300), np.arange(1_000, 1_100)]).astype(np.int64)
-EXAMPLES = settings(max_examples=40, deadline=None,
+EXAMPLES = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
