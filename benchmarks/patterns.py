@@ -9,7 +9,7 @@ import numpy as np
 BATCH = 256
 SEED = 0
 # Rounds of a pattern: as many as fit in this many seconds, within these bounds.
-ROUND_BUDGET_S = 1.5
+ROUND_BUDGET_S = 1.0
 MIN_ROUNDS = 5
 MAX_ITEM_ROUNDS = 5_000  # enough single reads for a stable p99
 MAX_BATCH_ROUNDS = 400   # a whole scan of N = 100,000 is 391 batches

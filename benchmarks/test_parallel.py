@@ -32,7 +32,8 @@ def test_parallel_read(benchmark, storage_backend, storage_n, method, workers, d
                        built_stores):
     """Read shuffled batches of 256 of a store of N with K processes started by fork or spawn."""
     label(benchmark, f"parallel_read_{method}_K{workers}", storage_backend, storage_n, dataset)
-    benchmark.group = f"parallel_read {method} K={workers} N={storage_n}"
+    side = benchmark.extra_info["side"]
+    benchmark.group = f"parallel_read {method} K={workers} {side}px N={storage_n}"
     reader = StoreDataset(built_stores.get(storage_backend, storage_n), storage_backend)
     assert len(reader) == storage_n  # the parent opens the store, as a DataLoader's does
     plan = batches(shuffled(storage_n))[:PARALLEL_BATCHES]
