@@ -9,8 +9,16 @@ from benchmarks.datasets import load_dataset
 from tests.memory_backend import register as register_toy_format
 
 
+# Wider sweeps that run only when their option is given: marker -> option.
+_OPT_IN = {"training_spawn": "training_spawn", "storage_parallel": "storage_parallel",
+           "storage_cold": "storage_cold"}
+
+
 def pytest_addoption(parser):
     add_options(parser)
+    parser.addoption("--training-spawn", action="store_true",
+                     help="also read every format through 1 and 4 spawned workers "
+                          "(tests/test_training.py; 2 always run)")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
@@ -24,14 +32,22 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """With --benchmark-only, the tests are deselected rather than reported as skipped."""
+    """With --benchmark-only, the tests are deselected rather than reported as skipped;
+    so are the wider sweeps whose option is not given."""
+    for marker, option in _OPT_IN.items():
+        if not config.getoption(option, False):
+            _deselect(config, items, [item for item in items if item.get_closest_marker(marker)])
     if not config.getoption("benchmark_only", False):
         return
-    benchmarks = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
-    if len(benchmarks) < len(items):
-        kept = set(benchmarks)
-        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-        items[:] = benchmarks
+    _deselect(config, items, [item for item in items
+                              if "benchmark" not in getattr(item, "fixturenames", ())])
+
+
+def _deselect(config, items, dropped) -> None:
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        dropped = set(dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 def pytest_generate_tests(metafunc):

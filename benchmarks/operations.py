@@ -26,6 +26,14 @@ OPERATIONS = (
               "read_many"),
     Operation("open_read_single", "test_open_read_single",
               "open a store of N, read 1 image, close", "open_read_single"),
+    # A training loop's access patterns (benchmarks/test_access.py), each against the
+    # classic code reading the same way.
+    Operation("seq_scan", "test_seq_scan", "read 256 ids in id order from an open store of N",
+              "seq_scan"),
+    Operation("rand_item", "test_rand_item", "read 1 shuffled id from an open store of N",
+              "rand_item"),
+    Operation("rand_batch", "test_rand_batch", "read 256 shuffled ids from an open store of N",
+              "rand_batch"),
 )
 BY_NAME = {operation.name: operation for operation in OPERATIONS}
 NAMES = tuple(BY_NAME)

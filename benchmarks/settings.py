@@ -68,6 +68,12 @@ def add_options(parser) -> None:
     group.addoption("--cifar", metavar="PATH",
                     help="CIFAR-10 python-version folder or .tar.gz to store "
                          "(default: $CIFAR10_DIR, else built-in generated images)")
+    group.addoption("--storage-parallel", action="store_true",
+                    help="also run the parallel readers benchmark (K worker processes; "
+                         "minutes at large N, so off by default)")
+    group.addoption("--storage-cold", action="store_true",
+                    help="also run the cold-cache benchmarks (stores evicted from the page "
+                         "cache; flushes the disk, so off by default)")
 
 
 def read_settings(config) -> SuiteSettings:

@@ -4,11 +4,20 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import settings
 
 from storage.registry import our_backends
 from tests.memory_backend import register
+from tests.reliability.faults import TALLY
 
 register()  # the toy format runs through every shared test
+
+# The test command runs a share of each property's examples (tests.strategies.examples);
+# `pytest --hypothesis-profile=thorough` runs them all, drawn afresh on each run; the
+# quick profile draws the same ones every run, so that a failure seen once is seen again.
+settings.register_profile("quick", max_examples=35, derandomize=True)
+settings.register_profile("thorough", max_examples=100)
+settings.load_profile("quick")
 
 _store_numbers = itertools.count()
 
@@ -25,3 +34,29 @@ def new_store_path(tmp_path_factory):
     def make():
         return tmp_path_factory.mktemp("store") / f"store-{next(_store_numbers)}"
     return make
+
+
+# The fault x backend table of tests/reliability, counted here rather than in its own
+# conftest because with pytest -n only this one is loaded in the main process.
+def pytest_runtest_logreport(report):
+    for name, faults in report.user_properties:
+        if name == "faults":
+            for fault, backend, survived in faults:
+                TALLY[fault, backend][0] += 1
+                TALLY[fault, backend][1] += bool(survived)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not TALLY:
+        return
+    backends = sorted({backend for _, backend in TALLY})
+    faults = list(dict.fromkeys(fault for fault, _ in TALLY))
+    write = terminalreporter.write_line
+    terminalreporter.section("faults injected: the store survived / faults tried")
+    write(f"{'fault':<40}" + "".join(f"{backend:>10}" for backend in backends))
+    for fault in faults:
+        cells = []
+        for backend in backends:
+            tried, survived = TALLY.get((fault, backend), (0, 0))
+            cells.append(f"{survived}/{tried}" if tried else "-")
+        write(f"{fault:<40}" + "".join(f"{cell:>10}" for cell in cells))

@@ -7,12 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from benchmarks.datasets import CIFAR_ENV
 
 MAX_ID = 2**63 - 1
+
+
+def examples(thorough: int) -> int:
+    """A property's example count: ``thorough`` under the thorough profile, a share of it
+    under the test command's quick one (see tests/conftest.py)."""
+    return max(5, round(thorough * settings().max_examples / 100))
 MAX_SIDE = 40
 MAX_BATCH = 8
 REPO = Path(__file__).resolve().parent.parent

@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.gate.__main__ import main
 from benchmarks.gate.pbjson import BLOCKS_KEY, load_run, merge_runs, parse_run
+from benchmarks.gate.run import pytest_child_env
 
 READ = "benchmarks/test_read.py::test_read_many[lmdb-N=1000]"
 CONTROL = "benchmarks/test_control.py::test_control[npy-N=10000]"
@@ -141,7 +142,7 @@ def test_real_pytest_benchmark_files(tmp_path):
         [sys.executable, "-m", "pytest", "test_tiny.py", "-q", "-p", "no:cacheprovider",
          "--benchmark-json=run.json", "--benchmark-save=plain",
          f"--benchmark-storage=file://{tmp_path / 'saved'}"],
-        cwd=tmp_path, capture_output=True, text=True)
+        cwd=tmp_path, capture_output=True, text=True, env=pytest_child_env())
     assert done.returncode == 0, done.stdout + done.stderr
     run = load_run(tmp_path / "run.json")
     assert list(run) == ["test_tiny.py::test_sum"] and len(run["test_tiny.py::test_sum"].times) == 5

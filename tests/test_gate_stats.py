@@ -129,6 +129,16 @@ def test_new_and_removed_benchmarks_are_reported_not_failed():
     assert outcome.exit_status == 0
 
 
+def test_a_run_from_before_the_image_size_axis_pairs_with_its_32px_benchmarks():
+    base, head = alternating_runs(np.random.default_rng(0), noise=0.05)
+    old, new = "test_read_many[lmdb-N=1000]", "test_read_many[lmdb-32px-N=1000]"
+    large = "test_read_many[lmdb-256px-N=1000]"
+    outcome = judge({old: benchmark(old, base)},
+                    {new: benchmark(new, head), large: benchmark(large, head)},
+                    threshold=THRESHOLD)
+    assert {row.fullname: row.verdict for row in outcome.rows} == {new: SAME, large: NEW}
+
+
 def test_too_few_rounds_get_no_verdict():
     one_round = [Block(np.array([1.0, 2.0]))]
     assert verdict_of(one_round, [Block(np.array([5.0, 6.0]))]) == TOO_FEW

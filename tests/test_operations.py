@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import inspect
 
-from benchmarks import test_read, test_store
+from benchmarks import test_access, test_read, test_store
 from benchmarks.operations import OPERATIONS
 from benchmarks.ratios import add_ratios, counterpart
 from storage.registry import BACKENDS
 
 
 def test_every_benchmark_is_in_the_table_and_back():
-    functions = {name for module in (test_read, test_store)
+    functions = {name for module in (test_access, test_read, test_store)
                  for name, _ in inspect.getmembers(module, inspect.isfunction)
                  if name.startswith("test_")}
     assert functions == {operation.test for operation in OPERATIONS}
@@ -22,8 +22,9 @@ def test_the_classic_counterpart_is_declared_in_the_registry():
     assert counterpart("memory") is None  # the toy declares none
 
 
-def result(operation, backend, median):
-    return {"extra_info": {"operation": operation, "backend": backend, "N": 10}, "median": median}
+def result(operation, backend, median, side=32):
+    return {"extra_info": {"operation": operation, "backend": backend, "N": 10, "side": side},
+            "median": median}
 
 
 def test_ratios_use_the_tables_classic_operation():
@@ -34,3 +35,10 @@ def test_ratios_use_the_tables_classic_operation():
     assert results[0]["extra_info"]["vs_raw"] == 2.0
     assert results[0]["extra_info"]["vs_classic"] == 0.25  # against open_read_single
     assert "vs_classic" not in results[3]["extra_info"]
+
+
+def test_ratios_compare_images_of_one_side_only():
+    results = [result("read_many", "lmdb", 8.0, side=256), result("read_many", "raw", 1.0),
+               result("read_many", "raw", 4.0, side=256)]
+    add_ratios(results)
+    assert results[0]["extra_info"]["vs_raw"] == 2.0

@@ -16,12 +16,12 @@ from storage import open_store
 from storage.core.facts import missing_fact
 from storage.errors import DuplicateKeyError, InvalidKeyError, KeyNotFoundError, ReadOnlyError
 from storage.registry import backend_class
-from tests.strategies import (MAX_ID, assert_store_holds, batches, ids, image_shapes, images,
-                              labels)
+from tests.strategies import (MAX_ID, assert_store_holds, batches, examples, ids, image_shapes,
+                              images, labels)
 
 # The fixtures are per test, not per example; that is safe here: backend_name is a
 # constant and new_store_path hands out a new directory on every call.
-EXAMPLES = settings(max_examples=30, deadline=None,
+EXAMPLES = settings(max_examples=examples(30), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -276,12 +276,12 @@ class StoreMachine(RuleBasedStateMachine):
 
 def test_store_behaves_like_a_dict(backend_name, new_store_path):
     run_state_machine_as_test(lambda: StoreMachine(backend_name, new_store_path),
-                              settings=settings(max_examples=50, stateful_step_count=30,
+                              settings=settings(max_examples=examples(50), stateful_step_count=30,
                                                 deadline=None))
 
 
 # ---- interop: the layouts documented in each backend's docstring, read without storage ----
-@settings(EXAMPLES, max_examples=20)
+@settings(EXAMPLES, max_examples=examples(20))
 @given(batch=batches(), data=st.data())
 def test_plain_libraries_read_what_a_backend_wrote(backend_name, new_store_path, batch, data):
     read_plainly = backend_class(backend_name).facts.plain_reader

@@ -92,12 +92,22 @@ def pytest_command(side: Side, args: list[str], json_path: Path, basetemp: Path)
             "-p", "no:cacheprovider", "-q", "--no-header"]
 
 
+def pytest_child_env() -> dict[str, str]:
+    """The environment for a pytest run of its own, started from this process.
+
+    Without PYTHONPATH, so that a worktree's own code is imported, never the checkout
+    the gate runs from; without pytest-xdist's worker variables, which would make
+    pytest-benchmark in the child refuse to measure.
+    """
+    return {key: value for key, value in os.environ.items()
+            if key != "PYTHONPATH" and not key.startswith("PYTEST_XDIST_")}
+
+
 def measure_once(side: Side, args: list[str], raw_dir: Path, pair: int, scratch: Path) -> dict:
     """One pytest invocation of one side; its JSON and log are kept under ``raw_dir``."""
     stem = raw_dir / f"pair{pair}-{side.name}"
     json_path, log_path = stem.with_suffix(".json"), stem.with_suffix(".log")
-    # The worktree's own code must be imported, never the checkout the gate runs from.
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env = pytest_child_env()
     command = pytest_command(side, args, json_path, scratch / f"pytest-{side.name}")
     with log_path.open("w") as log:
         done = subprocess.run(command, cwd=side.worktree, stdout=log, stderr=subprocess.STDOUT,

@@ -8,6 +8,7 @@ the measurement, and regressions are reported as inconclusive instead.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -82,6 +83,7 @@ def settled(outcome: Outcome) -> bool:
 def judge(base: dict[str, Benchmark], head: dict[str, Benchmark], *, threshold: float,
           confidence: float = 0.95, resamples: int = RESAMPLES) -> Outcome:
     """Compare two runs benchmark by benchmark (paired by full name)."""
+    base, head = _named_like(base, head), _named_like(head, base)
     names = list(base) + [name for name in head if name not in base]
     rows = [_row(base.get(name), head.get(name), threshold, confidence, resamples)
             for name in names]
@@ -97,6 +99,29 @@ def judge(base: dict[str, Benchmark], head: dict[str, Benchmark], *, threshold: 
         notes.append("no control benchmark on both sides: machine noise cannot be told "
                      "apart from a regression")
     return Outcome(rows, threshold, confidence, notes)
+
+
+_SIDED = re.compile(r"-\d+px-N=\d+\]$")
+_UNSIDED = re.compile(r"\[(?P<params>[^\[\]]*?)-N=(?P<n>\d+)\]$")
+
+
+def sided(fullname: str) -> str:
+    """The id a benchmark from before the image-size axis has in a suite with it:
+    ``test_read_many[lmdb-N=1000]`` measured 32 px images, ``[lmdb-32px-N=1000]``."""
+    if _SIDED.search(fullname):
+        return fullname
+    return _UNSIDED.sub(r"[\g<params>-32px-N=\g<n>]", fullname)
+
+
+def _named_like(run: dict[str, Benchmark], other: dict[str, Benchmark]) -> dict[str, Benchmark]:
+    """``run`` with each benchmark that ``other`` names with its image side renamed so."""
+    renamed = {}
+    for name, benchmark in run.items():
+        if name not in other and sided(name) in other:
+            name = sided(name)
+            benchmark = replace(benchmark, fullname=name)
+        renamed[name] = benchmark
+    return renamed
 
 
 def _row(base: Benchmark | None, head: Benchmark | None, threshold: float, confidence: float,

@@ -1,11 +1,11 @@
-"""Every test here is marked ``reliability``; a run ends with the fault x backend table."""
+"""Every test here is marked ``reliability``; each report carries the faults it injected."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.faults import TALLY
+from tests.reliability.faults import PENDING
 
 HERE = Path(__file__).parent
 
@@ -16,17 +16,10 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.reliability)
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not TALLY:
-        return
-    backends = sorted({backend for _, backend in TALLY})
-    faults = list(dict.fromkeys(fault for fault, _ in TALLY))
-    write = terminalreporter.write_line
-    terminalreporter.section("faults injected: the store survived / faults tried")
-    write(f"{'fault':<40}" + "".join(f"{backend:>10}" for backend in backends))
-    for fault in faults:
-        cells = []
-        for backend in backends:
-            tried, survived = TALLY.get((fault, backend), (0, 0))
-            cells.append(f"{survived}/{tried}" if tried else "-")
-        write(f"{fault:<40}" + "".join(f"{cell:>10}" for cell in cells))
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "call" and PENDING:
+        # The report travels to the main process, where pytest_runtest_logreport counts it.
+        outcome.get_result().user_properties.append(("faults", [*PENDING]))
+        PENDING.clear()

@@ -17,8 +17,11 @@ from tests.reliability.scenario import REPO, child_command, child_env
 
 KILLED = -9  # what Popen.returncode says of a child killed with SIGKILL
 
-# (fault, backend) -> [points tried, points survived]
+# (fault, backend) -> [points tried, points survived], summed from test reports so that
+# the table is whole when tests run in worker processes (pytest -n).
 TALLY: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+# The running test's faults, [fault, backend, survived], until its report carries them.
+PENDING: list[list] = []
 
 
 def facts_of(backend: str) -> FormatFacts:
@@ -58,9 +61,10 @@ needs_strace = pytest.mark.skipif(
 @contextlib.contextmanager
 def tallied(fault: str, backend: str):
     """Count one injected fault for the closing table; survived if the block passes."""
-    TALLY[fault, backend][0] += 1
+    entry = [fault, backend, False]
+    PENDING.append(entry)
     yield
-    TALLY[fault, backend][1] += 1
+    entry[2] = True
 
 
 class WriterSession:

@@ -264,16 +264,20 @@ def test_a_store_object_is_never_half_updated_by_a_failed_claim(backend_name, ne
 
 class Rendezvous:
     """Wraps a function so that two threads calling it meet before going on: a race made
-    certain. A lone caller goes on after ``patience`` seconds."""
+    certain. A lone caller goes on after ``patience`` seconds; after the first meeting,
+    the two left together, so a later call waits only ``again`` for the other (which may
+    have stopped: the loser of a create does not record a shape)."""
 
-    def __init__(self, function, patience: float = 2.0):
-        self.function, self.barrier, self.patience = function, threading.Barrier(2), patience
+    def __init__(self, function, patience: float = 2.0, again: float = 0.2):
+        self.function, self.barrier = function, threading.Barrier(2)
+        self.patience, self.again, self.met = patience, again, False
 
     def __call__(self, *args, **kwargs):
         try:
-            self.barrier.wait(self.patience)
+            self.barrier.wait(self.again if self.met else self.patience)
+            self.met = True
         except threading.BrokenBarrierError:
-            pass
+            self.barrier.reset()
         return self.function(*args, **kwargs)
 
 

@@ -29,6 +29,7 @@ from storage import open_store
 from tests.reliability.faults import facts_of, tallied
 from tests.reliability.scenario import (REPO, assert_holds, batch_for, child_command, child_env,
                                         fill)
+from tests.strategies import examples
 
 pytestmark = pytest.mark.timeout(240)
 ANSWER_WITHIN = 20  # seconds for the checker to open and read one damaged store
@@ -137,7 +138,7 @@ def damage(path: Path, name: str, kind: str, offset: int, extra) -> None:
     file.write_bytes(bytes(content))
 
 
-@settings(max_examples=60, derandomize=True, deadline=None, database=None,
+@settings(max_examples=examples(60), derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_damaged_store(backend_name, pristine, checker, tmp_path_factory, data):

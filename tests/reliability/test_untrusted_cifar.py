@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from storage.sources.cifar import load_cifar
 from storage.errors import DatasetError, UnsafePickleError
+from tests.strategies import examples
 
 pytestmark = pytest.mark.timeout(120)
 FOLDER = "cifar-10-batches-py"
@@ -136,7 +137,7 @@ def damaged(draw, valid: bytes) -> bytes:
 VALID = batch(count=2, seed=9)
 
 
-@settings(max_examples=150, derandomize=True, deadline=None, database=None,
+@settings(max_examples=examples(150), derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=damaged(VALID))
 def test_damaged_batches_load_right_or_raise_a_dataset_error(tmp_path_factory, content):

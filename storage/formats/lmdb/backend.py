@@ -73,6 +73,10 @@ class LmdbOptions(Options):
                            "a positive number of bytes (an int) from 64 KiB to 2**46; "
                            "the map grows by itself, so the default suits most stores",
                            lambda value: is_int(value) and _MIN_MAP_SIZE <= value <= _MAX_MAP_SIZE)
+    # Off: the kernel reads only the pages a read touches; for random reads of a store
+    # larger than RAM. A cold scan then runs many times slower (README). A process's
+    # stores on one path share one environment, so the first to open it decides.
+    readahead: bool = option(True, "True or False", lambda value: isinstance(value, bool))
 
 
 class LmdbBackend(Backend):
@@ -95,7 +99,8 @@ class LmdbBackend(Backend):
     def _open(self, create: bool) -> None:
         try:
             self._env = lmdb_env.acquire(str(self.path), map_size=self.options.map_size,
-                                         writable=self.mode != "r")
+                                         writable=self.mode != "r",
+                                         readahead=self.options.readahead)
         except lmdb.ReadersFullError as error:  # opening reads, and that needs a slot
             raise self._readers_full(error) from error
         except lmdb.Error as error:
@@ -150,7 +155,8 @@ class LmdbBackend(Backend):
 
     def _replace_failed_environment(self) -> None:
         self._env = lmdb_env.replace(str(self.path), self._env, map_size=self.options.map_size,
-                                     writable=self.mode != "r")
+                                     writable=self.mode != "r",
+                                     readahead=self.options.readahead)
         self._open_databases()
 
     def _close(self) -> None:

@@ -24,13 +24,15 @@ NAMES = (b"meta", b"chunks")
 DATABASES = len(NAMES)
 
 
-def acquire(path: str, *, map_size: int, writable: bool) -> lmdb.Environment:
+def acquire(path: str, *, map_size: int, writable: bool,
+            readahead: bool = True) -> lmdb.Environment:
+    """The process's environment for ``path``; the options apply when this call opens it."""
     key = os.path.realpath(path)
     with _lock:
         _forget_parent_environments()
         entry = _environments.get(key)
         if entry is None:
-            entry = [_open(key, map_size, writable), 0, None]
+            entry = [_open(key, map_size, writable, readahead), 0, None]
             _environments[key] = entry
         entry[1] += 1
         return entry[0]
@@ -49,7 +51,7 @@ def release(path: str) -> None:
 
 
 def replace(path: str, failed: lmdb.Environment, *, map_size: int,
-            writable: bool) -> lmdb.Environment:
+            writable: bool, readahead: bool = True) -> lmdb.Environment:
     """A fresh environment for ``path`` in place of ``failed``, which LMDB gave up on.
 
     After a commit fails half way (a full disk), LMDB refuses every later
@@ -64,7 +66,7 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
             failed.close()
         except lmdb.Error:
             pass
-        entry[0], entry[2] = _open(key, map_size, writable), None
+        entry[0], entry[2] = _open(key, map_size, writable, readahead), None
         return entry[0]
 
 
@@ -97,13 +99,13 @@ def create_databases(environment: lmdb.Environment, txn):
     return tuple(environment.open_db(name, txn=txn, create=True) for name in NAMES)
 
 
-def _open(path: str, map_size: int, writable: bool) -> lmdb.Environment:
+def _open(path: str, map_size: int, writable: bool, readahead: bool) -> lmdb.Environment:
     # A read-only directory can still be read: without write access to lock.mdb,
     # open read-only without locking (safe only while nobody writes).
     can_write = os.access(path, os.W_OK)
     return lmdb.open(
         path, map_size=map_size, max_dbs=DATABASES, subdir=True,
-        readonly=not can_write, lock=can_write, create=writable,
+        readonly=not can_write, lock=can_write, create=writable, readahead=readahead,
         # fsync per commit is left to the backend: at the end of a write_many and at close.
         sync=False, metasync=False,
     )
