@@ -30,7 +30,7 @@ from storage.errors import (
 )
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
-from storage.core.files import disk_usage, translate_os_error
+from storage.core.files import disk_usage, make_directories_durably, translate_os_error
 from storage.core.marker import MARKER, backend_of, marker_path, marker_shape, read_marker, write_marker
 
 MODES = ("r", "a", "w")
@@ -349,7 +349,10 @@ class Backend(abc.ABC):
                 "choose an empty or new directory"
             )
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            if self.durable:  # the store's own name must survive a power loss too
+                make_directories_durably(self.path)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
             self._write_marker()
         except NotADirectoryError:
             raise NotAStoreError(

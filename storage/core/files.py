@@ -33,13 +33,33 @@ def disk_usage(path: Path) -> int:
 
 def write_json_atomically(path: Path, content: dict) -> None:
     """Replace ``path`` with ``content``: readers see the old file or the new, never half."""
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w") as file:
-        json.dump(content, file, indent=1)
+    write_file_atomically(path, json.dumps(content, indent=1).encode())
+
+
+def write_file_atomically(path: Path, content: bytes, temp_suffix: str = ".tmp") -> None:
+    """Replace ``path`` with ``content``, through a power loss too: the bytes reach the
+    disk before the rename that publishes them (else the name may survive, empty),
+    and the directory is synced after it."""
+    temp = path.with_name(path.name + temp_suffix)
+    with open(temp, "wb") as file:
+        file.write(content)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temp, path)
     fsync_directory(path.parent)
+
+
+def make_directories_durably(path: Path) -> None:
+    """``mkdir -p path``, syncing the parent of each directory made: a new directory's
+    name is on the disk only once its parent is synced."""
+    path = Path(path)
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_directory(directory.parent)
 
 
 def fsync_directory(path: Path) -> None:

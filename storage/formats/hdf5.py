@@ -32,7 +32,9 @@ free space shows it; a write that fails inside HDF5 anyway leaves this object
 reopening the file as after a kill. A reader that opens the file between such
 a failure and the writer's next open may get CorruptStoreError: HDF5 refuses a
 file shorter than its header says, and only a writer extends it.
-HDF5 does not fsync; ``durable`` stores fsync after each ``write_many`` and at close.
+HDF5 does not fsync; ``durable`` stores fsync after each ``write_many`` and at close,
+and also after a batch's rows, before ``/ids`` grows: a power loss may otherwise
+write back the grown ``/ids`` without the rows it commits.
 """
 from __future__ import annotations
 
@@ -63,6 +65,9 @@ _H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises
 _ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadata
 _READ_ATTEMPTS = 24  # retries of a metadata read that fails its checksum: about 20 ms in all
 _writers = weakref.WeakSet()  # stores open for writing in this process
+# What HDF5 says of a file whose "open for writing" flags a writer left behind, one
+# that a power loss cut off before those flags reached the disk as a SWMR writer's.
+_WRITER_MARKS = ("h5clear", "not already open for SWMR writing")
 
 
 @dataclass
@@ -141,6 +146,11 @@ class Hdf5Backend(Backend):
             translated = translate_os_error(error, self.path)
             if translated is not error:
                 raise translated from error
+            if any(text in str(error) for text in _WRITER_MARKS):
+                raise CorruptStoreError(
+                    f"'{path}' is marked as open for writing by a writer that never closed "
+                    "it (a power loss with durable=False); open the store once with "
+                    "mode='a', which clears the mark as h5clear -s does") from error
             if "already open" in str(error):
                 raise ReadOnlyError(
                     f"'{path}' is open in this process with other access; close the other "
@@ -247,6 +257,8 @@ class Hdf5Backend(Backend):
                     dataset.resize(stop, axis=0)
                 dataset[start:stop] = values
             self._file.flush()  # the rows reach the file before the ids that commit them
+            if self.durable:  # and the disk: a power loss may reorder unsynced writes
+                os.fsync(self._file.id.get_vfd_handle())
             self._dataset("ids").resize(stop, axis=0)
             self._dataset("ids")[start:stop] = new_ids
         self._file.flush()

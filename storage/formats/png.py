@@ -36,7 +36,7 @@ import numpy as np
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
 from storage.errors import CorruptStoreError
-from storage.core.files import WriterLock, fsync_directory, sync_filesystem
+from storage.core.files import WriterLock, sync_filesystem, write_file_atomically
 from storage.core.threads import for_each_slice
 from storage.core.row_index import RowIndex
 
@@ -90,11 +90,8 @@ class PngBackend(Backend):
         unfinished = not self._table.exists() and self._read_marker_shape() is None
         if create or (unfinished and self.mode != "r"):
             self._image_dir.mkdir(exist_ok=True)
-            new_table = self._table.with_name(TABLE + ".new")
-            with open(new_table, "wb") as table:
-                table.write(HEADER)
-            os.replace(new_table, self._table)  # a table is whole, header and all
-            fsync_directory(self.path)
+            # A table is whole, header and all, even after a power loss.
+            write_file_atomically(self._table, HEADER, temp_suffix=".new")
         if unfinished and self.mode == "r":
             ids, labels, files = np.zeros(0, np.int64), np.zeros(0, np.int64), []
         else:

@@ -32,7 +32,7 @@ import numpy as np
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
-from storage.core.files import storage_looks_full, translate_os_error
+from storage.core.files import fsync_directory, storage_looks_full, translate_os_error
 from storage.formats.lmdb.chunk import Chunk
 
 _CHUNK_BYTES = 256 * 1024  # a chunk fills about 64 LMDB pages
@@ -65,7 +65,7 @@ class LmdbBackend(Backend):
     def _open(self, create: bool) -> None:
         try:
             self._env = lmdb_env.acquire(str(self.path), map_size=self._initial_map_size,
-                                         writable=self.mode != "r")
+                                         writable=self.mode != "r", durable=self.durable)
         except lmdb.ReadersFullError as error:  # opening reads, and that needs a slot
             raise self._readers_full(error) from error
         except lmdb.Error as error:
@@ -74,6 +74,11 @@ class LmdbBackend(Backend):
         try:
             self._check_length()
             self._open_databases()
+            if create and self.durable:
+                # A new environment's first pages reach the disk only with a sync, and
+                # the names of its files only with their directory's.
+                self._env.sync(True)
+                fsync_directory(self.path)
         except lmdb.NotFoundError:
             if self._read_marker_shape() is not None:
                 self._close()
@@ -115,7 +120,7 @@ class LmdbBackend(Backend):
 
     def _replace_failed_environment(self) -> None:
         self._env = lmdb_env.replace(str(self.path), self._env, map_size=self._initial_map_size,
-                                     writable=self.mode != "r")
+                                     writable=self.mode != "r", durable=self.durable)
         self._open_databases()
 
     def _close(self) -> None:

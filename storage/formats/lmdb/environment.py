@@ -3,6 +3,13 @@
 LMDB forbids opening the same environment twice in one process, so every store
 object on a path shares one ``lmdb.Environment``; a forked child drops the
 parent's handle (it must not be used across fork) and opens its own.
+
+A durable writer's environment syncs each commit's data pages before LMDB writes
+the meta page that commits them (LMDB's ``MDB_NOMETASYNC``): without that
+ordering a power cut can leave a meta page that points at pages never written,
+and the store unreadable. The meta page itself is synced by the backend, at the
+end of each ``write_many`` and at close. The first store object to open a path
+in a process decides this for every store object on that path in the process.
 """
 from __future__ import annotations
 
@@ -18,13 +25,14 @@ _owner_pid = os.getpid()
 DATABASES = 2  # "meta" and "chunks"
 
 
-def acquire(path: str, *, map_size: int, writable: bool) -> lmdb.Environment:
+def acquire(path: str, *, map_size: int, writable: bool,
+            durable: bool = False) -> lmdb.Environment:
     key = os.path.realpath(path)
     with _lock:
         _forget_parent_environments()
         entry = _environments.get(key)
         if entry is None:
-            entry = [_open(key, map_size, writable), 0]
+            entry = [_open(key, map_size, writable, durable), 0]
             _environments[key] = entry
         entry[1] += 1
         return entry[0]
@@ -43,7 +51,7 @@ def release(path: str) -> None:
 
 
 def replace(path: str, failed: lmdb.Environment, *, map_size: int,
-            writable: bool) -> lmdb.Environment:
+            writable: bool, durable: bool = False) -> lmdb.Environment:
     """A fresh environment for ``path`` in place of ``failed``, which LMDB gave up on.
 
     After a commit fails half way (a full disk), LMDB refuses every later
@@ -58,19 +66,20 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
             failed.close()
         except lmdb.Error:
             pass
-        entry[0] = _open(key, map_size, writable)
+        entry[0] = _open(key, map_size, writable, durable)
         return entry[0]
 
 
-def _open(path: str, map_size: int, writable: bool) -> lmdb.Environment:
+def _open(path: str, map_size: int, writable: bool, durable: bool) -> lmdb.Environment:
     # A read-only directory can still be read: without write access to lock.mdb,
     # open read-only without locking (safe only while nobody writes).
     can_write = os.access(path, os.W_OK)
     return lmdb.open(
         path, map_size=map_size, max_dbs=DATABASES, subdir=True,
         readonly=not can_write, lock=can_write, create=writable,
-        # fsync per commit is left to the backend: at the end of a write_many and at close.
-        sync=False, metasync=False,
+        # Durable: data pages synced before the meta page is written (see above); the
+        # meta page is synced by the backend at the end of a write_many and at close.
+        sync=durable and writable, metasync=False,
     )
 
 
