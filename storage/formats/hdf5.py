@@ -122,13 +122,13 @@ class Hdf5Backend(Backend):
         # HDF5's own lock would keep readers and the writer apart; SWMR needs no lock
         # for that, and WriterLock keeps writers to one.
         access.set_file_locking(False, False)
+        _limit_read_attempts(access)
         try:
             if self.mode == "r":
                 shared = _readers.get(os.path.realpath(path))
                 if shared is not None:
                     return self._share(shared)
                 flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
-                _limit_read_attempts(access)
             else:
                 _remove_if_present(_new_file_path(path))  # the rest of a killed first batch
                 _recover_from_killed_writer(path)
@@ -481,7 +481,8 @@ def _disarm_in_child() -> None:
 
 
 def _limit_read_attempts(access) -> None:
-    """Let a SWMR reader re-read metadata that fails its checksum a few times, not 100.
+    """Let SWMR readers and writers re-read metadata that fails its checksum a few times,
+    not 100 (a writer opening a file a power loss tore would otherwise hang).
 
     Each retry waits twice as long as the last: HDF5's default of 100 turns one
     damaged byte into a hang. h5py does not wrap the setting; its own modules link

@@ -30,7 +30,10 @@ POWER_LOSS_FACTS: dict[str, PowerLossFacts] = {
     "png": PowerLossFacts(not_durable_loses=(
         "rows and image files not yet written back; a torn labels.csv row fails its "
         "CRC (CorruptStoreError) until the store is rewritten")),
-    "lmdb": PowerLossFacts(not_durable_loses=(
+    # LMDB writes its first pages when the environment is created, before the backend
+    # can sync them: a cut there leaves a data.mdb that is not yet an LMDB file.
+    "lmdb": PowerLossFacts(open_errors_before_created=(*NOT_CREATED_YET, "CorruptStoreError"),
+                           not_durable_loses=(
         "commits not yet written back; a meta page written before its pages leaves an "
         "environment that fails to open (CorruptStoreError)")),
     "hdf5": PowerLossFacts(not_durable_loses=(
