@@ -6,6 +6,7 @@ import pytest
 from benchmarks.ratios import add_ratios
 from benchmarks.settings import add_options, read_settings
 from benchmarks.datasets import load_dataset
+from tests.memory_backend import register as register_toy_format
 
 
 def pytest_addoption(parser):
@@ -14,11 +15,23 @@ def pytest_addoption(parser):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
 def pytest_configure(config):
+    register_toy_format()  # measured only when named: --storage-backends memory
     settings = read_settings(config)
     config.storage_settings = settings
     if not settings.measuring and not config.getoption("benchmark_disable", False):
         # Plain `pytest`: every benchmark runs once, as a smoke test of the suite.
         config.option.benchmark_disable = True
+
+
+def pytest_collection_modifyitems(config, items):
+    """With --benchmark-only, the tests are deselected rather than reported as skipped."""
+    if not config.getoption("benchmark_only", False):
+        return
+    benchmarks = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
+    if len(benchmarks) < len(items):
+        kept = set(benchmarks)
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = benchmarks
 
 
 def pytest_generate_tests(metafunc):

@@ -1,18 +1,16 @@
 """Each result against its references measured in the same run: ``raw`` and its classic twin."""
 from __future__ import annotations
 
-CLASSIC_PREFIX = "classic-"
+from benchmarks.operations import BY_NAME
+from storage.registry import BACKENDS
+
 RAW = "raw"
-# The classic code opens the store for every single read: our warm read_single is
-# measured against that, and the open-per-call variant against the same.
-_CLASSIC_OPERATION = {"read_single": "open_read_single"}
 
 
 def counterpart(backend: str) -> str | None:
-    """The classic reference a backend is measured against (``png`` -> ``classic-png``)."""
-    if backend == RAW or backend.startswith(CLASSIC_PREFIX):
-        return None
-    return CLASSIC_PREFIX + backend
+    """The classic reference a backend is measured against, as its registry entry declares."""
+    entry = BACKENDS.get(backend)
+    return entry.classic if entry else None
 
 
 def add_ratios(results: list[dict]) -> None:
@@ -28,7 +26,7 @@ def add_ratios(results: list[dict]) -> None:
         operation, count = _key(result)
         references = (("vs_raw", RAW, operation),
                       ("vs_classic", counterpart(backend),
-                       _CLASSIC_OPERATION.get(operation, operation)))
+                       BY_NAME[operation].classic if operation in BY_NAME else operation))
         for key, reference, reference_operation in references:
             reference_median = medians.get(((reference_operation, count), reference))
             if reference_median and backend != reference:

@@ -92,3 +92,7 @@ class UnsupportedOperationError(StoreError, ValueError):
 
 class NewerFormatError(StoreError, ValueError):
     """The store was written by a newer version of its format than this library reads."""
+
+
+class InvalidOptionError(StoreError, ValueError, TypeError):
+    """An option of ``open_store`` (mode, path, a backend's own option) is not valid."""

@@ -15,6 +15,7 @@ class BackendEntry:
     name: str
     target: str  # "module:Class"
     reference: bool = False  # a baseline to measure against, never recommended
+    classic: str | None = None  # the reference reproducing the classic code for this format
 
     def load(self):
         module_name, class_name = self.target.split(":")
@@ -22,9 +23,12 @@ class BackendEntry:
 
 
 _ENTRIES = [
-    BackendEntry("png", "storage.formats.png:PngBackend"),
-    BackendEntry("lmdb", "storage.formats.lmdb:LmdbBackend"),
-    BackendEntry("hdf5", "storage.formats.hdf5:Hdf5Backend"),
+    BackendEntry("png", "storage.formats.png:PngBackend", classic="classic-png"),
+    BackendEntry("lmdb", "storage.formats.lmdb:LmdbBackend", classic="classic-lmdb"),
+    BackendEntry("hdf5", "storage.formats.hdf5:Hdf5Backend", classic="classic-hdf5"),
+    BackendEntry("arrow", "storage.formats.arrow:ArrowBackend"),
+    BackendEntry("parquet", "storage.formats.parquet:ParquetBackend"),
+    BackendEntry("zarr", "storage.formats.zarr:ZarrBackend"),
     # References: what the classic code does, and what moving the bytes costs.
     BackendEntry("classic-png", "storage.references.classic_png:ClassicPngBackend", reference=True),
     BackendEntry("classic-lmdb", "storage.references.classic_lmdb:ClassicLmdbBackend", reference=True),

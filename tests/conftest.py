@@ -6,6 +6,9 @@ import itertools
 import pytest
 
 from storage.registry import our_backends
+from tests.memory_backend import register
+
+register()  # the toy format runs through every shared test
 
 _store_numbers = itertools.count()
 

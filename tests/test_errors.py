@@ -3,6 +3,7 @@ and leaves the store as it was."""
 from __future__ import annotations
 
 import contextlib
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from storage import open_store
 from storage.errors import (DuplicateKeyError, ImageFormatError, InvalidKeyError,
-                            KeyNotFoundError, LabelError, NotAStoreError, ReadOnlyError,
+                            InvalidOptionError, KeyNotFoundError, LabelError, NotAStoreError, ReadOnlyError,
                             ShapeMismatchError, StoreClosedError, StoreError, StoreExistsError,
                             StoreNotFoundError, UnknownBackendError, WrongBackendError)
 from storage.registry import BACKENDS, backend_class
@@ -167,8 +168,9 @@ def test_id_twice_within_a_batch(stored, overwrite):
 
 def test_id_already_stored(stored):
     with stored.open("a") as store:
-        with refused(DuplicateKeyError, ValueError, "id(s) 7 already in the store",
-                     "overwrite=True"):
+        # Where other writers may write at once, the ids may be theirs: never advise replacing.
+        advice = "another writer may" if store.concurrent_writers else "overwrite=True"
+        with refused(DuplicateKeyError, ValueError, "id(s) 7 already in the store", advice):
             store.write_many(images_of(count=2), [1, 2], [50, 7])
         assert 50 not in store  # the batch is refused whole, not in part
         with refused(DuplicateKeyError, ValueError, f"id(s) {MAX_ID} already in"):
@@ -262,6 +264,41 @@ def test_unknown_backend_name(new_store_path):
     with refused(UnknownBackendError, ValueError, "unknown backend None"):
         backend_class(None)
     assert not path.exists()
+
+
+def test_unknown_option(backend_name, new_store_path):
+    path = new_store_path()
+    with refused(InvalidOptionError, TypeError, f"backend {backend_name!r} has no option 'mapsize'"):
+        open_store(path, backend_name, mode="w", mapsize=2**30)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("backend, option, value, words", [
+    ("lmdb", "map_size", "1GB", "positive number of bytes"),
+    ("lmdb", "map_size", True, "positive number of bytes"),
+    ("lmdb", "map_size", 0, "positive number of bytes"),
+    ("png", "compression", 10, "zlib level 0..9"),
+    ("png", "compression", 1.5, "zlib level 0..9"),
+])
+def test_option_value_not_allowed(new_store_path, backend, option, value, words):
+    path = new_store_path()
+    with refused(InvalidOptionError, TypeError, repr(option), words, repr(value)):
+        open_store(path, backend, mode="w", **{option: value})
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("backend, options", [("lmdb", {"map_size": 2**25}),
+                                              ("png", {"compression": 6}), ("hdf5", {})])
+def test_options_are_kept_and_pickled(new_store_path, backend, options):
+    with open_store(new_store_path(), backend, mode="w", **options) as store:
+        store.write_many(images_of(), [1])
+        assert store.options == backend_class(backend).Options(**options)
+        copy = pickle.loads(pickle.dumps(store))
+        try:
+            assert copy.options == store.options and copy.mode == "r"
+            assert_store_holds(copy, {0: (images_of()[0], 1)})
+        finally:
+            copy.close()
 
 
 def test_use_after_close(stored):

@@ -5,22 +5,17 @@ through the ``backend_name`` fixture; every example gets a fresh store path.
 """
 from __future__ import annotations
 
-import csv
-import struct
-import zlib
-
-import h5py
-import lmdb
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from hypothesis.stateful import run_state_machine_as_test
-from PIL import Image
 
 from storage import open_store
+from storage.core.facts import missing_fact
 from storage.errors import DuplicateKeyError, InvalidKeyError, KeyNotFoundError, ReadOnlyError
+from storage.registry import backend_class
 from tests.strategies import (MAX_ID, assert_store_holds, batches, ids, image_shapes, images,
                               labels)
 
@@ -286,57 +281,12 @@ def test_store_behaves_like_a_dict(backend_name, new_store_path):
 
 
 # ---- interop: the layouts documented in each backend's docstring, read without storage ----
-def read_png_plainly(path) -> dict:
-    with open(path / "labels.csv", newline="") as table:
-        rows = {int(row["id"]): row for row in csv.DictReader(table)}  # later rows win
-    store = {}
-    for key, row in rows.items():
-        with Image.open(path / row["file"]) as image:
-            pixels = np.asarray(image)
-        store[key] = (pixels[..., None] if pixels.ndim == 2 else pixels, int(row["label"]))
-    return store
-
-
-def read_hdf5_plainly(path) -> dict:
-    with h5py.File(path / "images.h5", "r") as file:
-        keys = file["ids"][:]  # the commit record: rows past its length do not count
-        pixels, values = file["images"][:len(keys)], file["labels"][:len(keys)]
-    return {int(key): (image, int(label)) for key, image, label in zip(keys, pixels, values)}
-
-
-def read_lmdb_plainly(path) -> dict:
-    store = {}
-    with lmdb.open(str(path), readonly=True, lock=False, max_dbs=2) as env:
-        meta, chunks = env.open_db(b"meta", create=False), env.open_db(b"chunks", create=False)
-        with env.begin() as txn:
-            shape = struct.unpack("<3I", txn.get(b"image_shape", db=meta))
-            per_chunk = struct.unpack("<I", txn.get(b"chunk_images", db=meta))[0]
-            count = struct.unpack("<Q", txn.get(b"count", db=meta))[0]
-            for key, value in txn.cursor(db=chunks):
-                store.update(_parse_chunk(value, struct.unpack(">Q", key)[0] * per_chunk, shape))
-    assert count == len(store)
-    return store
-
-
-def _parse_chunk(value: bytes, first_id: int, shape) -> dict:
-    magic, n, checksum, _reserved = struct.unpack_from("<4sIII", value)
-    assert magic == b"IMGC" and zlib.crc32(value[16:]) == checksum
-    values = np.frombuffer(value, "<i8", n, 16)
-    slots = np.frombuffer(value, "<u4", n, 16 + 8 * n)
-    pixels = np.frombuffer(value, np.uint8, offset=16 + 12 * n).reshape(n, *shape)
-    return {first_id + int(slot): (image, int(label))
-            for slot, image, label in zip(slots, pixels, values)}
-
-
-PLAIN_READERS = {"png": read_png_plainly, "hdf5": read_hdf5_plainly, "lmdb": read_lmdb_plainly}
-
-
 @settings(EXAMPLES, max_examples=20)
 @given(batch=batches(), data=st.data())
 def test_plain_libraries_read_what_a_backend_wrote(backend_name, new_store_path, batch, data):
-    if backend_name not in PLAIN_READERS:
-        pytest.fail(f"no plain reader for backend {backend_name!r}: add one following the "
-                    "layout in its module docstring")
+    read_plainly = backend_class(backend_name).facts.plain_reader
+    if read_plainly is None:
+        pytest.skip(missing_fact(backend_name, "plain_reader"))
     replaced = data.draw(st.lists(st.sampled_from(batch.ids.tolist()), unique=True))
     replacements = data.draw(images(batch.images.shape[1:], len(replaced)))
     path = new_store_path()
@@ -346,7 +296,7 @@ def test_plain_libraries_read_what_a_backend_wrote(backend_name, new_store_path,
         store.write_many(replacements, np.full(len(replaced), 7), replaced, overwrite=True)
     model = model_of(batch)
     model.update((key, (image, 7)) for key, image in zip(replaced, replacements))
-    plain = PLAIN_READERS[backend_name](path)
+    plain = read_plainly(path)
     assert sorted(plain) == sorted(model)
     for key, (image, label) in model.items():
         np.testing.assert_array_equal(plain[key][0], image, strict=True)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmarks.operations import tests_of
+
 CONTROL_TEST = "test_control"  # runs in every invocation: see benchmarks/test_control.py
 
 
@@ -27,12 +29,12 @@ class Profile:
 PROFILES = {profile.name: profile for profile in (
     # A 2-core CI runner: about 2-3 minutes a pair with every backend, cut by the budget.
     Profile("gate", "store_many, read_many and read_single at N=1,000 and 10,000, every backend",
-            ("test_store_many", "test_read_many", "test_read_single"), (1_000, 10_000), None,
+            tests_of("store_many", "read_many", "read_single"), (1_000, 10_000), None,
             pairs=6, max_minutes=13),
     Profile("read", "read_many and read_single at N=1,000 and 10,000, every backend",
-            ("test_read_many", "test_read_single"), (1_000, 10_000), None,
+            tests_of("read_many", "read_single"), (1_000, 10_000), None,
             pairs=12, max_minutes=10),
     # Keeps the command from rotting in .ci/run; far too small to judge anything.
-    Profile("smoke", "read_many at N=100 on lmdb", ("test_read_many",), (100,), ("lmdb",),
+    Profile("smoke", "read_many at N=100 on lmdb", tests_of("read_many"), (100,), ("lmdb",),
             pairs=3, max_minutes=3),
 )}

@@ -6,6 +6,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from benchmarks.operations import OPERATIONS
 from benchmarks.report.canvas import figure, file_part, finish, line, panels, plain_number, save
 from benchmarks.report.runs import Result, Run
 from benchmarks.report.styles import style_for
@@ -13,15 +14,8 @@ from benchmarks.report.units import byte_unit, time_unit
 
 N_LABEL = "store size N (images)"
 N_LOG_LABEL = "store size N (images, log scale)"
-# What one timed call does, for the titles; an operation not listed here goes without.
-CALL_WHAT = {
-    "store_single": "write 1 image into an open store of N",
-    "store_many": "write N images into a new store",
-    "read_single": "read 1 image from an open store of N",
-    "read_many": "open a store of N and read all N images",
-    "open_read_single": "open a store of N, read 1 image, close",
-    "read_single_cold": "open a store of N, read 1 image, close",
-}
+# What one timed call does, for the titles; an operation not in the table goes without.
+CALL_WHAT = {operation.name: operation.what for operation in OPERATIONS}
 RAW = "raw"
 # Whose bytes on disk stand for a backend's store of N images: a store of exactly N
 # (store_single's store also holds the images that its rounds added).

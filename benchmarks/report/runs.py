@@ -8,10 +8,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.operations import NAMES
 from benchmarks.report.styles import backend_order
 
 # The suite's operations, in the order a reader meets them; others found in a run follow.
-KNOWN_OPERATIONS = ("store_single", "store_many", "read_single", "read_many")
+KNOWN_OPERATIONS = NAMES  # benchmarks/operations.py
 _NAME = re.compile(r"^test_(?P<operation>\w+?)\[(?P<param>[^\]]+)\]$")
 _PARAM = re.compile(r"^(?P<backend>.+)-N=(?P<n>\d+)$")
 _HOW_TO_MAKE = "write one with: pytest benchmarks --benchmark-only --benchmark-json=RUN.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import os
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,8 +31,11 @@ from storage.errors import (
 )
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
-from storage.core.files import disk_usage, make_directories_durably, translate_os_error
-from storage.core.marker import MARKER, backend_of, marker_path, marker_shape, read_marker, write_marker
+from storage.core.options import Options
+from storage.core.files import (disk_usage, leftover_temporaries, make_directories_durably,
+                                translate_os_error)
+from storage.core.marker import (MARKER, backend_of, claim_shape, marker_path, marker_shape,
+                                 read_marker, write_marker)
 
 MODES = ("r", "a", "w")
 
@@ -50,13 +54,23 @@ class Backend(abc.ABC):
     # guarantees (read by the shared tests). Formats override the defaults they differ from.
     capabilities: ClassVar[Capabilities] = Capabilities()
     facts: ClassVar[FormatFacts] = FormatFacts()
+    # The keyword options a format takes (storage.core.options); checked and kept here.
+    Options: ClassVar[type[Options]] = Options
 
-    def __init__(self, path, mode: str = "r", *, durable: bool = True):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.path = Path(path)
+    # Whether writers in other processes may write the same store at the same time
+    # (else a writer lock keeps them to one): ids another writer took are not ours to
+    # overwrite, and automatic ids must be chosen inside the write's own commit.
+    concurrent_writers: ClassVar[bool] = False
+
+    def __init__(self, path, mode: str = "r", *, durable: bool = True, **options):
+        validation.check_mode(mode, MODES)
+        validation.check_flag(durable, "durable")
+        self.options = self.Options.from_keywords(self.name, options)
+        self.path = validation.check_path(path)
         self.mode = mode
         self.durable = durable
+        # Writes through one store object from several threads take turns.
+        self._write_turn = threading.RLock()
         self._closed = True
         self._pid = os.getpid()
         self._image_shape: tuple[int, int, int] | None = None
@@ -79,11 +93,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _write_many(self, ids: np.ndarray, images: np.ndarray, labels: np.ndarray,
                     overwrite: bool) -> None:
-        """Store a validated batch as one commit; raise DuplicateKeyError before writing."""
+        """Store a validated batch as one commit. Without ``overwrite`` none of the ids is
+        held (the base class has checked); with it, held ids are replaced."""
 
     @abc.abstractmethod
     def _read_many(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Images and labels for validated ids, in the order asked."""
+        """Images and labels for validated ids, in the order asked.
+
+        An id not held raises KeyError: ``raise self._missing(ids)`` where the backend
+        knows which, any KeyError where it does not (the base class then finds them).
+        """
 
     @abc.abstractmethod
     def _ids(self) -> np.ndarray:
@@ -112,6 +131,23 @@ class Backend(abc.ABC):
         held = self._ids()
         return int(held[-1]) if len(held) else None
 
+    def _append_many(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Store a validated batch under the ids after the largest held; return them.
+
+        Correct where one writer at a time writes (its writer lock); a format that lets
+        several processes write at once overrides it to choose the ids inside its commit.
+        """
+        ids = self._new_ids(self._next_id(), len(images))
+        self._write_many(ids, images, labels, False)
+        return ids
+
+    def _new_ids(self, first: int, count: int) -> np.ndarray:
+        if first + count - 1 > validation.MAX_ID:  # int64 arithmetic would wrap
+            raise InvalidKeyError(
+                f"the store at '{self.path}' holds id {first - 1}, so {count} more "
+                "images would get ids past 2**63 - 1; pass their ids explicitly")
+        return np.arange(first, first + count, dtype=np.int64)
+
     def _sync(self) -> None:
         """Make committed data durable against power loss."""
 
@@ -136,25 +172,26 @@ class Backend(abc.ABC):
         """
         self._check_writable()
         images = validation.check_images(images, batch=True, dtypes=self.capabilities.dtypes)
-        self._check_capable(images, overwrite=overwrite, single=False)
         labels = validation.check_labels(labels, len(images))
-        if ids is None:
-            first = self._next_id()
-            if first + len(images) - 1 > validation.MAX_ID:  # int64 arithmetic would wrap
-                raise InvalidKeyError(
-                    f"the store at '{self.path}' holds id {first - 1}, so {len(images)} more "
-                    "images would get ids past 2**63 - 1; pass their ids explicitly")
-            ids = np.arange(first, first + len(images), dtype=np.int64)
-        else:
+        if ids is not None:
             ids = validation.check_ids(ids, len(images))
-        if len(np.unique(ids)) != len(ids):
-            raise DuplicateKeyError("ids repeat within the batch; give each image its own id")
+            if len(np.unique(ids)) != len(ids):
+                raise DuplicateKeyError("ids repeat within the batch; give each image its own id")
         if len(images) == 0:
-            return ids
-        self._accept_shape(images.shape[1:])
-        self._guarded_write(self._write_many, ids, images, labels, overwrite)
-        if self.durable:
-            self._guarded_write(self._sync)
+            self._check_empty_batch(images)
+            return np.zeros(0, np.int64) if ids is None else ids
+        self._check_capable(images, overwrite=overwrite, single=False)
+        with self._write_turn:
+            self._check_writable()
+            if ids is not None and not overwrite:
+                self._refuse_held(ids)
+            self._accept_shape(images.shape[1:])
+            if ids is None:
+                ids = self._guarded_write(self._append_many, images, labels)
+            else:
+                self._guarded_write(self._write_many, ids, images, labels, overwrite)
+            if self.durable:
+                self._guarded_write(self._sync)
         return ids
 
     def write_one(self, key: int, image, label: int, *, overwrite: bool = False) -> None:
@@ -164,13 +201,21 @@ class Backend(abc.ABC):
         image = validation.check_images(image, batch=False, dtypes=self.capabilities.dtypes)
         self._check_capable(image, overwrite=overwrite, single=True)
         label = validation.check_label(label)
-        self._accept_shape(image.shape)
-        self._guarded_write(self._write_one, key, image, label, overwrite)
+        with self._write_turn:
+            self._check_writable()
+            if not overwrite:
+                self._refuse_held(np.array([key], dtype=np.int64))
+            self._accept_shape(image.shape)
+            self._guarded_write(self._write_one, key, image, label, overwrite)
 
     def read_one(self, key: int) -> tuple[np.ndarray, int]:
         """The image (H, W, C) and label stored under ``key``."""
         self._check_usable()
-        return self._read_one(validation.check_id(key))
+        key = validation.check_id(key)
+        try:
+            return self._read_one(key)
+        except KeyError as error:
+            raise self._missing_among(np.array([key], dtype=np.int64), error) from None
 
     def read_many(self, ids) -> tuple[np.ndarray, np.ndarray]:
         """Images (N, H, W, C) and labels (N,) for ``ids``: a range, list or array."""
@@ -178,7 +223,10 @@ class Backend(abc.ABC):
         ids = validation.check_ids(ids)
         if len(ids) == 0:
             return np.zeros((0, *(self.image_shape or (0, 0, 0))), np.uint8), np.zeros(0, np.int64)
-        return self._read_many(ids)
+        try:
+            return self._read_many(ids)
+        except KeyError as error:
+            raise self._missing_among(ids, error) from None
 
     def ids(self) -> np.ndarray:
         """Every id held, sorted ascending."""
@@ -228,12 +276,12 @@ class Backend(abc.ABC):
     # Pickling sends the path, not handles: the receiving process opens its own, for
     # reading (it is a worker; a second writer would meet the first one's lock).
     def __getstate__(self):
-        return {"path": str(self.path), "mode": "r", "durable": self.durable}
+        return {"path": str(self.path), "mode": "r", "durable": self.durable,
+                "options": self.options.as_keywords()}
 
     def __setstate__(self, state) -> None:
-        # A backend's own options (map_size, compression) travel as further keys.
-        options = {key: value for key, value in state.items() if key not in ("path", "mode")}
-        self.__init__(state["path"], state["mode"], **options)
+        self.__init__(state["path"], state["mode"], durable=state["durable"],
+                      **state.get("options", {}))
 
     # ---- shared machinery ------------------------------------------------------------
     def _check_usable(self) -> None:
@@ -258,9 +306,9 @@ class Backend(abc.ABC):
                 f"the store at '{self.path}' is open for reading; open it with mode='a' to write"
             )
 
-    def _guarded_write(self, write, *args) -> None:
+    def _guarded_write(self, write, *args):
         try:
-            write(*args)
+            return write(*args)
         except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for failed flushes
             translated = translate_os_error(error, self.path)
             if translated is error:
@@ -288,28 +336,51 @@ class Backend(abc.ABC):
                 f"backend {self.name!r} cannot store {asked}; it supports {can.describe()}. "
                 "Choose a backend that does (storage.BACKENDS lists them)")
 
+    def _refuse_held(self, ids: np.ndarray) -> None:
+        """DuplicateKeyError, before anything is written, for ids the store holds."""
+        held = self._contains_many(ids)
+        if held.any():
+            self._raise_duplicates(ids[held])
+
     def _raise_duplicates(self, duplicates) -> None:
         shown = ", ".join(str(int(key)) for key in list(duplicates)[:5])
-        raise DuplicateKeyError(
-            f"id(s) {shown} already in the store at '{self.path}'; "
-            "pass overwrite=True to replace them, or use new ids"
-        )
+        if self.concurrent_writers:  # they may be another writer's images: never advise replacing
+            advice = ("another writer may have stored them; use other ids, or leave ids out "
+                      "to get new ones")
+        else:
+            advice = "pass overwrite=True to replace them, or use new ids"
+        raise DuplicateKeyError(f"id(s) {shown} already in the store at '{self.path}'; {advice}")
 
-    def _raise_missing(self, missing) -> None:
+    def _missing(self, missing) -> KeyNotFoundError:
+        """The error for ids not held, for a backend to raise where its read finds them."""
         shown = ", ".join(str(int(key)) for key in list(missing)[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise KeyNotFoundError(
+        return KeyNotFoundError(
             f"id(s) {shown}{more} not in the store at '{self.path}'; "
-            "store.ids() lists the ids it holds"
-        )
+            "store.ids() lists the ids it holds")
+
+    def _missing_among(self, ids: np.ndarray, error: KeyError) -> KeyError:
+        """What a KeyError out of a read becomes: ours as it is, else one naming the ids
+        not held (found only now, so reads pay nothing for the check)."""
+        if isinstance(error, KeyNotFoundError):
+            return error
+        held = self._contains_many(ids)
+        return error if held.all() else self._missing(ids[~held])
+
+    def _check_empty_batch(self, images: np.ndarray) -> None:
+        """An empty batch writes nothing, but one of another shape is still refused."""
+        current = self.image_shape
+        if images.ndim == 4 and current is not None and images.shape[1:] != current:
+            self._accept_shape(images.shape[1:])
 
     def _accept_shape(self, shape) -> None:
         shape = tuple(int(n) for n in shape)
         current = self.image_shape
         if current is None:
-            self._image_shape = shape
-            self._write_marker()
-        elif shape != current:
+            # Another writer (process or object) may be claiming a shape at this moment.
+            current = self._image_shape = claim_shape(self.path, self.name, shape,
+                                                      **self._marker_fields())
+        if shape != current:
             raise ShapeMismatchError(
                 f"images of shape {shape} do not fit the store at '{self.path}', "
                 f"which holds images of shape {current}; resize them or use another store"
@@ -343,23 +414,32 @@ class Backend(abc.ABC):
                 f"no store at '{self.path}' (no {MARKER}); check the path, "
                 "or open with mode='w' to create one"
             )
-        if self.path.exists() and any(self.path.iterdir()):
-            raise NotAStoreError(
-                f"'{self.path}' is a non-empty directory that holds no store; "
-                "choose an empty or new directory"
-            )
         try:
+            if self.path.exists():
+                # What a creator killed before its marker was in place leaves: nothing else.
+                leftovers = leftover_temporaries(self._marker_path)
+                if any(entry not in leftovers and not _marker_temporary(entry)
+                       for entry in self.path.iterdir()):
+                    raise NotAStoreError(
+                        f"'{self.path}' is a non-empty directory that holds no store; "
+                        "choose an empty or new directory")
+                for leftover in leftovers:
+                    leftover.unlink(missing_ok=True)
             if self.durable:  # the store's own name must survive a power loss too
                 make_directories_durably(self.path)
             else:
                 self.path.mkdir(parents=True, exist_ok=True)
-            self._write_marker()
+            # Exclusive: of two creators at once exactly one writes the marker.
+            created = write_marker(self.path, self.name, None, exclusive=True,
+                                   **self._marker_fields())
         except NotADirectoryError:
             raise NotAStoreError(
                 f"'{self.path}' lies inside a file, not a directory; choose another path"
             ) from None
         except OSError as error:
             raise translate_os_error(error, self.path) from error
+        if not created:  # another creator won the race: join its store, as mode allows
+            return self._prepare_directory()
         return True
 
     def _load_marker(self) -> dict:
@@ -377,4 +457,13 @@ class Backend(abc.ABC):
         return marker_shape(self._load_marker(), self.path)
 
     def _write_marker(self) -> None:
-        write_marker(self.path, self.name, self._image_shape)
+        write_marker(self.path, self.name, self._image_shape, **self._marker_fields())
+
+    def _marker_fields(self) -> dict:
+        """A format's own fields in ``store.json`` (its layout version, say)."""
+        return {}
+
+
+def _marker_temporary(entry: Path) -> bool:
+    """A marker another creator is writing at this moment (its process runs)."""
+    return entry.name.startswith(MARKER + ".") and entry.name.endswith(".tmp")

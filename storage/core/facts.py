@@ -3,7 +3,9 @@
 The interop, crash, corruption and full-disk tests run over every registered
 format and take what they need to know from its ``facts``. A fact a format
 leaves at ``None`` makes the test that needs it skip with a reason saying which
-fact to declare, never fail with a ``KeyError``.
+fact to declare, never fail with a ``KeyError``. A fact that only excuses
+something (torn overwrites, a rollback after damage) left at ``None`` excuses
+nothing: the test then holds the format to the strictest behaviour.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ PlainReader = Callable[[Path], dict[int, tuple[np.ndarray, int]]]
 class FormatFacts:
     # Reads a store with the format's own library, following the module docstring's layout.
     plain_reader: PlainReader | None = None
-    # A write_many is all or nothing after a crash (else a prefix of it may survive).
+    # A write_many is all or nothing after a crash (False: a prefix of it may survive).
     atomic_batches: bool | None = None
     # An overwrite cut short can leave images torn (they then read as CorruptStoreError).
     torn_overwrites: bool | None = None
@@ -36,6 +38,9 @@ class FormatFacts:
     rolls_back_when_damaged: bool | None = None
     # A file-size limit (bytes) that a few batches reach, for the full-disk tests.
     file_size_limit: int | None = None
+    # Store objects on one path see each other's writes (threads and processes sharing a
+    # store); False only for a format whose objects each hold their own copy (the toy).
+    shared_between_objects: bool = True
     # What a power cut does beyond losing unsynced data; None: nothing documented.
     power_loss: str | None = None
 

@@ -1,6 +1,7 @@
 """File-system helpers shared by the backends: atomic small files, du, syncing."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -8,9 +9,11 @@ import json
 import os
 import re
 import resource
+import secrets
 import weakref
 from pathlib import Path
 
+from storage.core.handles import in_forked_child
 from storage.errors import ReadOnlyError, StorageFullError
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -31,22 +34,60 @@ def disk_usage(path: Path) -> int:
     return total
 
 
-def write_json_atomically(path: Path, content: dict) -> None:
-    """Replace ``path`` with ``content``: readers see the old file or the new, never half."""
-    write_file_atomically(path, json.dumps(content, indent=1).encode())
+def write_json_atomically(path: Path, content: dict, *, exclusive: bool = False) -> bool:
+    """Replace ``path`` with ``content``: readers see the old file or the new, never half.
 
-
-def write_file_atomically(path: Path, content: bytes, temp_suffix: str = ".tmp") -> None:
-    """Replace ``path`` with ``content``, through a power loss too: the bytes reach the
-    disk before the rename that publishes them (else the name may survive, empty),
-    and the directory is synced after it."""
-    temp = path.with_name(path.name + temp_suffix)
-    with open(temp, "wb") as file:
-        file.write(content)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
+    The temporary file's name is this writer's own (pid and a random part), so two
+    writers never write through one. ``exclusive``: create ``path`` only if it does
+    not exist (a hard link fails then), and return whether this call created it.
+    """
+    temp = temporary_name(path)
+    try:
+        with open(temp, "w") as file:
+            json.dump(content, file, indent=1)
+            file.flush()
+            os.fsync(file.fileno())
+        if exclusive:
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return False
+        else:
+            os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
     fsync_directory(path.parent)
+    return True
+
+
+def temporary_name(path: Path) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def leftover_temporaries(path: Path) -> list[Path]:
+    """Temporary files of ``path`` that writers killed mid-write left behind.
+
+    A temporary whose writer process still runs is someone's write in progress: not listed.
+    """
+    pattern = re.compile(re.escape(path.name) + r"\.(\d+)\.[0-9a-f]+\.tmp$|"
+                         + re.escape(path.name) + r"\.tmp$")
+    found = []
+    for entry in path.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and not (match.group(1) and _process_runs(int(match.group(1)))):
+            found.append(entry)
+    return found
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def make_directories_durably(path: Path) -> None:
@@ -157,8 +198,9 @@ _writer_locks: weakref.WeakSet[WriterLock] = weakref.WeakSet()
 
 
 def _release_writer_locks_in_child() -> None:
+    # Closing the child's copy of the descriptor leaves the parent's lock held.
     for lock in list(_writer_locks):
         lock.release()
 
 
-os.register_at_fork(after_in_child=_release_writer_locks_in_child)
+in_forked_child(_release_writer_locks_in_child)

@@ -41,6 +41,11 @@ class RowIndex:
         found = self.sorted_ids[positions] == ids
         return np.where(found, self._order[positions], 0), found
 
+    @property
+    def max_id(self) -> int | None:
+        """The largest id, or None when there is none."""
+        return int(self.sorted_ids[-1]) if len(self) else None
+
     def row(self, key: int) -> int | None:
         rows, found = self.rows(np.array([key], dtype=np.int64))
         return int(rows[0]) if found[0] else None

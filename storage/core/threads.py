@@ -10,18 +10,12 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from storage.core.handles import ProcessLocal
+
 WORKERS = max(1, min(8, os.cpu_count() or 1))
 _MIN_PER_WORKER = 64  # below this, handing work to threads costs more than it saves
-_pool: ThreadPoolExecutor | None = None
-_pool_pid: int | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():  # a forked child inherits no threads
-        _pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="storage")
-        _pool_pid = os.getpid()
-    return _pool
+# A forked child inherits no threads: it starts a pool of its own.
+_pool = ProcessLocal(lambda: ThreadPoolExecutor(WORKERS, thread_name_prefix="storage"))
 
 
 def for_each_slice(work: Callable[[int, int], None], count: int) -> None:
@@ -31,6 +25,7 @@ def for_each_slice(work: Callable[[int, int], None], count: int) -> None:
         work(0, count)
         return
     bounds = [count * k // workers for k in range(workers + 1)]
-    futures = [_executor().submit(work, bounds[k], bounds[k + 1]) for k in range(workers)]
+    pool = _pool.get()
+    futures = [pool.submit(work, bounds[k], bounds[k + 1]) for k in range(workers)]
     for future in futures:
         future.result()  # re-raises the first worker error here

@@ -43,6 +43,7 @@ import ctypes
 import functools
 import os
 import struct
+import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -51,9 +52,11 @@ import imagecodecs
 import numpy as np
 
 from storage.core.backend import Backend
+from storage.core.facts import FormatFacts
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
 from storage.core.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
+from storage.core.handles import in_forked_child
 from storage.core.row_index import RowIndex
 
 FILE = "images.h5"
@@ -63,6 +66,7 @@ _LIBVER = ("v110", "latest")  # the oldest file format that supports SWMR
 _ROW_DATASETS = ("images", "labels", "checksums")  # written and flushed before "ids" commits them
 _H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises on bad files
 _ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadata
+_VERIFY_ATTEMPTS = 6  # re-reads of rows an overwrite may be rewriting: about 60 ms in all
 _READ_ATTEMPTS = 24  # retries of a metadata read that fails its checksum: about 20 ms in all
 _writers = weakref.WeakSet()  # stores open for writing in this process
 # What HDF5 says of a file whose "open for writing" flags a writer left behind, one
@@ -82,8 +86,27 @@ class _SharedFile:
 _readers: dict[str, _SharedFile] = {}  # by real path
 
 
+def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
+    """id -> (image, label), read with plain h5py as the layout above says."""
+    with h5py.File(path / FILE, "r") as file:
+        keys = file["ids"][:]  # the commit record: rows past its length do not count
+        pixels, values = file["images"][:len(keys)], file["labels"][:len(keys)]
+    return {int(key): (image, int(label)) for key, image, label in zip(keys, pixels, values)}
+
+
 class Hdf5Backend(Backend):
     name = "hdf5"
+    facts = FormatFacts(
+        plain_reader=read_plainly,
+        atomic_batches=True,  # /ids grows once per batch, after the rows are flushed
+        torn_overwrites=True,  # rows are rewritten in place; checksums report torn ones
+        data_file=FILE, write_calls="pwrite64",
+        syscall_kills=tuple(range(1, 61, 3)),  # some 8 writes to images.h5 per commit
+        crash_points=(("hdf5-before-flush", 2), ("hdf5-after-flush", 1), ("hdf5-after-flush", 4),
+                      ("before-rename", 1), ("before-rename", 2), ("in-fsync", 1)),
+        rolls_back_when_damaged=False,
+        file_size_limit=2_000_000,
+    )
 
     def _open(self, create: bool) -> None:
         self._file_path = self.path / FILE
@@ -223,8 +246,6 @@ class Hdf5Backend(Backend):
     # ---- writing -------------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
         rows, found = self._index.rows(ids)
-        if found.any() and not overwrite:
-            self._raise_duplicates(ids[found])
         # HDF5 may crash when a file whose write failed half way is closed, so a full
         # disk is best refused before anything is written (see _reopened_after_failure).
         if storage_looks_full(self._file_path, images.nbytes + 24 * len(ids) + _ROOM):
@@ -308,7 +329,7 @@ class Hdf5Backend(Backend):
     def _read_one(self, key):
         row = self._index.row(key)
         if row is None:
-            self._raise_missing([key])
+            raise self._missing([key])
         image = self._reading(self._read_row, row)
         label = int(self._labels[row])
         if image_checksum(key, label, image[0]) != self._checksums[row]:
@@ -329,7 +350,7 @@ class Hdf5Backend(Backend):
     def _read_many(self, ids):
         rows, found = self._index.rows(ids)
         if not found.all():
-            self._raise_missing(ids[~found])
+            raise self._missing(ids[~found])
         images = self._reading(self._read_rows, rows)
         return images, self._verified(ids, rows, images)
 
@@ -356,25 +377,42 @@ class Hdf5Backend(Backend):
         return images
 
     def _verified(self, ids, rows, images) -> np.ndarray:
-        """The labels of ``rows``, once the images read from them pass their checksums."""
-        try:
-            verify_checksums(ids, self._labels[rows], images, self._checksums[rows], self._where())
-        except CorruptStoreError:
-            if self.mode != "r":
-                raise
-            # Another process may have overwritten these rows since this one loaded them.
-            self._reload_rows(rows)
-            verify_checksums(ids, self._labels[rows], images, self._checksums[rows], self._where())
-        return self._labels[rows]
+        """The labels of ``rows``, once the images read from them pass their checksums.
 
-    def _reload_rows(self, rows) -> None:
-        rows = np.unique(np.arange(len(self._labels))[rows])
-        try:
-            for name, loaded in (("labels", self._labels), ("checksums", self._checksums)):
-                self._dataset(name).refresh()
-                loaded[rows] = self._dataset(name)[rows]
-        except _H5PY_ERRORS:
-            pass  # the check that follows reports the damage
+        Overwrites rewrite rows in place, so a read that meets one (another thread of
+        this object, another store object or process) can see new pixels with the old
+        checksum, or half-written pixels: such rows are read again, labels and checksums
+        from the file, a few times over some milliseconds. Damage stays damage.
+        """
+        rows = np.asarray(np.arange(len(self._labels))[rows])
+        labels, checksums = self._labels[rows], self._checksums[rows]
+        for attempt in range(_VERIFY_ATTEMPTS):
+            bad = image_checksums(ids, labels, images) != checksums
+            if not bad.any():
+                return labels
+            time.sleep(0.001 * 2**attempt)
+            try:
+                fresh_labels, fresh_checksums = self._reread_rows(rows[bad])
+                images[bad] = self._reading(self._read_rows, rows[bad])
+            except (StoreError, *_H5PY_ERRORS):
+                break
+            labels[bad], checksums[bad] = fresh_labels, fresh_checksums
+        verify_checksums(ids, labels, images, checksums, self._where())
+        return labels
+
+    def _reread_rows(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and checksums of ``rows`` as the file holds them now."""
+        unique, inverse = np.unique(rows, return_inverse=True)
+        fresh = []
+        for name in ("labels", "checksums"):
+            dataset = self._dataset(name)
+            if self.mode == "r":
+                dataset.refresh()
+            fresh.append(dataset[unique.tolist()][inverse])
+        if self.mode == "r":
+            self._dataset("images").refresh()
+            self._labels[rows], self._checksums[rows] = fresh
+        return fresh[0].astype(np.int64), fresh[1]
 
     def _where(self) -> str:
         return f"the HDF5 store at '{self.path}'"
@@ -384,6 +422,12 @@ class Hdf5Backend(Backend):
 
     def _count(self):
         return len(self._index)
+
+    def _contains_many(self, ids):
+        return self._index.rows(ids)[1]
+
+    def _max_id(self):
+        return self._index.max_id
 
 
 def _new_file_path(path):
@@ -524,4 +568,4 @@ def _close_through_devnull(file: h5py.File) -> None:
         os.close(devnull)
 
 
-os.register_at_fork(after_in_child=_disarm_in_child)
+in_forked_child(_disarm_in_child)

@@ -34,19 +34,13 @@ class ClassicHdf5Backend(Backend):
 
     def _write_one(self, key, image, label, overwrite):
         _check_u8(np.array([label]))
-        path = self.path / f"{key}.h5"
-        if path.exists() and not overwrite:
-            self._raise_duplicates([key])
-        file = h5py.File(path, "w")
+        file = h5py.File(self.path / f"{key}.h5", "w")
         file.create_dataset("image", np.shape(image), h5py.h5t.STD_U8BE, data=image)
         file.create_dataset("meta", np.shape(label), h5py.h5t.STD_U8BE, data=label)
         file.close()
 
     def _write_many(self, ids, images, labels, overwrite):
         _check_u8(labels)
-        clashes = np.intersect1d(ids, self._ids())
-        if len(clashes):
-            self._raise_duplicates(clashes)  # classic files cannot be rewritten in place
         file = h5py.File(self.path / f"batch-{int(ids[0])}.h5", "w")
         file.create_dataset("images", np.shape(images), h5py.h5t.STD_U8BE, data=images)
         file.create_dataset("meta", np.shape(labels), h5py.h5t.STD_U8BE, data=labels)
@@ -88,7 +82,7 @@ class ClassicHdf5Backend(Backend):
         try:
             return self._batch_index()[key]
         except KeyError:
-            self._raise_missing([key])
+            raise self._missing([key]) from None
 
     def _batch_index(self) -> dict[int, tuple[str, int]]:
         """Which batch file and row holds each id stored many at a time."""
@@ -100,6 +94,10 @@ class ClassicHdf5Backend(Backend):
                         for row, batch_key in enumerate(file["ids"][:].tolist()):
                             self._batches[batch_key] = (name, row)
         return self._batches
+
+    def _contains_many(self, ids):
+        return np.array([(self.path / f"{key}.h5").exists() or key in self._batch_index()
+                         for key in ids.tolist()], dtype=bool)
 
     def _ids(self):
         keys = [int(name[:-3]) for name in os.listdir(self.path)

@@ -71,8 +71,7 @@ class ClassicLmdbBackend(Backend):
             with env.begin(write=True) as txn:
                 for key, image, label in zip(ids.tolist(), images, labels.tolist()):
                     value = pickle.dumps(CIFAR_Image(image, label))
-                    if not txn.put(f"{key:08}".encode("ascii"), value, overwrite=overwrite):
-                        self._raise_duplicates([key])
+                    txn.put(f"{key:08}".encode("ascii"), value)
         except lmdb.MapFullError as error:
             raise StorageFullError(f"classic-lmdb's fixed map_size is full: {error}") from error
 
@@ -80,7 +79,7 @@ class ClassicLmdbBackend(Backend):
         with self._environment(readonly=True).begin() as txn:
             data = txn.get(f"{key:08}".encode("ascii"))
             if data is None:
-                self._raise_missing([key])
+                raise self._missing([key])
             cifar_image = _ClassicUnpickler(io.BytesIO(data)).load()
             return cifar_image.get_image(), int(cifar_image.label)
 
@@ -90,11 +89,16 @@ class ClassicLmdbBackend(Backend):
             for key in ids.tolist():
                 data = txn.get(f"{key:08}".encode("ascii"))
                 if data is None:
-                    self._raise_missing([key])
+                    raise self._missing([key])
                 cifar_image = _ClassicUnpickler(io.BytesIO(data)).load()
                 images.append(cifar_image.get_image())
                 labels.append(cifar_image.label)
         return np.asarray(images), np.asarray(labels, np.int64)
+
+    def _contains_many(self, ids):
+        with self._environment(readonly=True).begin() as txn:
+            return np.array([txn.get(f"{key:08}".encode("ascii")) is not None
+                             for key in ids.tolist()], dtype=bool)
 
     def _ids(self):
         with self._environment(readonly=True).begin() as txn:

@@ -37,18 +37,12 @@ class ClassicPngBackend(Backend):
         pass
 
     def _write_one(self, key, image, label, overwrite):
-        if not overwrite and (self.path / f"{key}.png").exists():
-            self._raise_duplicates([key])
         Image.fromarray(_pillow_shape(image)).save(self.path / f"{key}.png")
         with open(self.path / f"{key}.csv", "wt") as csvfile:
             writer = csv.writer(csvfile, delimiter=" ", quotechar="|", quoting=csv.QUOTE_MINIMAL)
             writer.writerow([label])
 
     def _write_many(self, ids, images, labels, overwrite):
-        if not overwrite:
-            clashes = [key for key in ids.tolist() if (self.path / f"{key}.png").exists()]
-            if clashes:
-                self._raise_duplicates(clashes)
         for key, image in zip(ids.tolist(), images):
             Image.fromarray(_pillow_shape(image)).save(self.path / f"{key}.png")
         first = int(ids[0])
@@ -64,7 +58,7 @@ class ClassicPngBackend(Backend):
         try:
             image = np.array(Image.open(self.path / f"{key}.png"))
         except FileNotFoundError:
-            self._raise_missing([key])
+            raise self._missing([key]) from None
         return image.reshape(self.image_shape), self._label(key)
 
     def _read_many(self, ids):
@@ -73,7 +67,7 @@ class ClassicPngBackend(Backend):
             try:
                 images.append(np.array(Image.open(self.path / f"{key}.png")))
             except FileNotFoundError:
-                self._raise_missing([key])
+                raise self._missing([key]) from None
         labels = [self._label(key) for key in ids.tolist()]
         return np.asarray(images).reshape(len(ids), *self.image_shape), np.asarray(labels, np.int64)
 
@@ -96,6 +90,9 @@ class ClassicPngBackend(Backend):
                     keys = [int(line) for line in idfile]
                 labels.update(zip(keys, rows))
         return labels
+
+    def _contains_many(self, ids):
+        return np.array([(self.path / f"{key}.png").exists() for key in ids.tolist()], bool)
 
     def _ids(self):
         keys = [int(name[:-4]) for name in os.listdir(self.path)

@@ -42,9 +42,6 @@ class RawBackend(Backend):
         self._batches = []
 
     def _write_many(self, ids, images, labels, overwrite):
-        _, found = self._index.rows(ids)
-        if found.any():
-            self._raise_duplicates(ids[found])  # a reference: no overwrite support
         name = f"batch-{len(self._batches):06d}"
         np.save(self.path / f"{name}.images.npy", images)
         np.save(self.path / f"{name}.labels.npy", labels)
@@ -56,7 +53,7 @@ class RawBackend(Backend):
     def _read_many(self, ids):
         rows, found = self._index.rows(ids)
         if not found.all():
-            self._raise_missing(ids[~found])
+            raise self._missing(ids[~found])
         if len(self._batches) == 1 and self._index.dense and np.all(np.diff(rows) == 1):
             mapped, labels, _ = self._batches[0]
             first = int(rows[0])
@@ -76,3 +73,9 @@ class RawBackend(Backend):
 
     def _count(self):
         return len(self._index)
+
+    def _contains_many(self, ids):
+        return self._index.rows(ids)[1]
+
+    def _max_id(self):
+        return self._index.max_id

@@ -11,20 +11,32 @@ from collections import defaultdict
 
 import pytest
 
+from storage.core.facts import FormatFacts, missing_fact
+from storage.registry import backend_class
 from tests.reliability.scenario import REPO, child_command, child_env
 
-# LMDB commits a batch in one transaction, HDF5 with one extension of /ids; PNG
-# appends the batch's rows in one write, of which a kill may leave a prefix.
-ATOMIC_BATCHES = {"lmdb", "hdf5"}
-# HDF5 overwrites rows in place: a kill can leave them torn (their checksum says so).
-TORN_OVERWRITES = {"hdf5"}
 KILLED = -9  # what Popen.returncode says of a child killed with SIGKILL
-# The file whose writes strace counts (or fails) per backend, and the calls that write it.
-DATA_FILES = {"png": ("labels.csv", "write"), "lmdb": ("data.mdb", "pwrite64,pwritev,writev"),
-              "hdf5": ("images.h5", "pwrite64")}
 
 # (fault, backend) -> [points tried, points survived]
 TALLY: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+
+
+def facts_of(backend: str) -> FormatFacts:
+    """What the format declares it guarantees (see storage.core.facts)."""
+    return backend_class(backend).facts
+
+
+def required_fact(backend: str, fact: str):
+    """The declared fact, or a skip naming it when the format leaves it undeclared."""
+    value = getattr(facts_of(backend), fact)
+    if value is None:
+        pytest.skip(missing_fact(backend, fact))
+    return value
+
+
+def data_file_and_calls(backend: str) -> tuple[str, str]:
+    """The file strace watches for ``backend``, and the system calls that write it."""
+    return required_fact(backend, "data_file"), required_fact(backend, "write_calls")
 
 
 @functools.cache

@@ -15,6 +15,9 @@ import numpy as np
 
 from storage import open_store
 from storage.errors import CorruptStoreError
+from tests.memory_backend import register
+
+register()  # children of the test session know the toy format too
 
 SHAPE = (16, 16, 3)
 REPO = Path(__file__).resolve().parents[2]

@@ -15,23 +15,24 @@ import numpy as np
 import pytest
 
 from storage.registry import our_backends
-from tests.reliability.faults import (ATOMIC_BATCHES, DATA_FILES, KILLED, TORN_OVERWRITES,
-                                      WriterSession, needs_strace, tallied)
+from tests.reliability.faults import (KILLED, WriterSession, data_file_and_calls, facts_of,
+                                      needs_strace, required_fact, tallied)
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill
 
 
 def check_after_kill(path, backend: str, session: WriterSession, before=None,
                      overwrite: bool = False) -> dict[int, int]:
     """What the store holds after ``session`` was killed; asserts it lost nothing."""
+    facts = facts_of(backend)
     in_flight = session.in_flight()
-    torn = set(in_flight) if overwrite and backend in TORN_OVERWRITES else set()
+    torn = set(in_flight) if overwrite and facts.torn_overwrites else set()
     held = assert_holds(path, session.committed(before), in_flight, torn)
-    if session.begun and backend in ATOMIC_BATCHES | {"png"}:
+    if session.begun and facts.atomic_batches is not None and not torn:
         keys, version = session.begun
         landed = [held.get(key) == version for key in keys]
-        if backend in ATOMIC_BATCHES and not torn:
+        if facts.atomic_batches:
             assert len(set(landed)) == 1, f"a killed batch landed in part: {landed}"
-        elif backend == "png":
+        else:  # a prefix of the batch, never one with a gap
             assert landed == sorted(landed, reverse=True), "a killed batch left a gap"
     return held
 
@@ -63,7 +64,7 @@ def test_killed_while_overwriting(backend_name, new_store_path, seed):
     with tallied("SIGKILL while overwriting", backend_name):
         check_after_kill(path, backend_name, session, dict.fromkeys(range(300), 0),
                          overwrite=True)
-        if backend_name in TORN_OVERWRITES:  # rewriting torn images repairs them
+        if facts_of(backend_name).torn_overwrites:  # rewriting torn images repairs them
             fill(path, backend_name, range(300), version=7)
             assert_holds(path, dict.fromkeys(range(300), 7))
         assert_accepts_writes(path, backend_name)
@@ -71,21 +72,15 @@ def test_killed_while_overwriting(backend_name, new_store_path, seed):
 
 # ---- named points inside the write path --------------------------------------------------------
 # (point, n): kill the n-th time the point is reached; see tests/reliability/writer.py.
-COMMON_POINTS = [("after-commit", 2), ("while-creating", 1)]
-BACKEND_POINTS = {
-    "png": [("png-before-rows", 2), ("png-half-rows", 3), ("png-half-file", 40),
-            ("before-rename", 1), ("in-fsync", 1)],
-    "lmdb": [("lmdb-in-transaction", 1), ("lmdb-in-transaction", 4)],
-    "hdf5": [("hdf5-before-flush", 2), ("hdf5-after-flush", 1), ("hdf5-after-flush", 4),
-             ("before-rename", 1), ("before-rename", 2), ("in-fsync", 1)],
-}
+# Every format has the common points; its own come from its facts.crash_points.
+COMMON_POINTS = (("after-commit", 2), ("while-creating", 1))
 NEW_STORE_POINTS = {"while-creating", "before-rename"}  # reached only when creating a store
 
 
 def crash_points() -> list:
     return [pytest.param(backend, point, nth, id=f"{backend}-{point}-{nth}")
             for backend in our_backends()
-            for point, nth in COMMON_POINTS + BACKEND_POINTS.get(backend, [])]
+            for point, nth in COMMON_POINTS + facts_of(backend).crash_points]
 
 
 @pytest.mark.timeout(60)
@@ -104,16 +99,15 @@ def test_killed_at_a_crash_point(new_store_path, backend, point, nth):
 
 
 # ---- every N-th write system call --------------------------------------------------------------
-# Which calls to kill at: about as many as the writer makes (PNG writes its table once
-# per operation, LMDB its file twice per commit, HDF5 its file some 8 times).
-SYSCALL_POINTS = {"png": range(1, 10), "lmdb": range(1, 13), "hdf5": range(1, 61, 3)}
+# Which calls to kill at: about as many as the writer makes (facts.syscall_kills).
 
 
 @needs_strace
 @pytest.mark.timeout(180)
 def test_killed_at_write_system_calls(backend_name, tmp_path):
     """strace delivers SIGKILL as the N-th write to the data file begins."""
-    data_file, calls = DATA_FILES[backend_name]
+    data_file, calls = data_file_and_calls(backend_name)
+    kill_points = required_fact(backend_name, "syscall_kills")
     pristine = tmp_path / "pristine"
     fill(pristine, backend_name, range(50))
 
@@ -126,7 +120,7 @@ def test_killed_at_write_system_calls(backend_name, tmp_path):
         return path, session, session.finish()
 
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(kill_at, SYSCALL_POINTS[backend_name]))
+        runs = list(pool.map(kill_at, kill_points))
     killed = 0
     for path, session, returncode in runs:
         if returncode != KILLED:  # the writer made fewer calls than n

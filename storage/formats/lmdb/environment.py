@@ -10,6 +10,11 @@ ordering a power cut can leave a meta page that points at pages never written,
 and the store unreadable. The meta page itself is synced by the backend, at the
 end of each ``write_many`` and at close. The first store object to open a path
 in a process decides this for every store object on that path in the process.
+
+The named databases are opened once per environment and their handles shared
+too (LMDB's own advice): py-lmdb's ``open_db`` begins a write transaction that
+waits, holding the GIL, for a writer thread of this process that needs the GIL
+to finish its own: a deadlock if a store were opened while another thread writes.
 """
 from __future__ import annotations
 
@@ -19,10 +24,11 @@ import threading
 import lmdb
 
 _lock = threading.Lock()
-_environments: dict[str, list] = {}  # real path -> [environment, users]
+_environments: dict[str, list] = {}  # real path -> [environment, users, databases or None]
 _owner_pid = os.getpid()
 
-DATABASES = 2  # "meta" and "chunks"
+NAMES = (b"meta", b"chunks")
+DATABASES = len(NAMES)
 
 
 def acquire(path: str, *, map_size: int, writable: bool,
@@ -32,7 +38,7 @@ def acquire(path: str, *, map_size: int, writable: bool,
         _forget_parent_environments()
         entry = _environments.get(key)
         if entry is None:
-            entry = [_open(key, map_size, writable, durable), 0]
+            entry = [_open(key, map_size, writable, durable), 0, None]
             _environments[key] = entry
         entry[1] += 1
         return entry[0]
@@ -66,8 +72,37 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
             failed.close()
         except lmdb.Error:
             pass
-        entry[0] = _open(key, map_size, writable, durable)
+        entry[0], entry[2] = _open(key, map_size, writable, durable), None
         return entry[0]
+
+
+def databases(path: str, environment: lmdb.Environment, created=None):
+    """(meta, chunks) handles of ``environment``, or None while a new store has none yet.
+
+    Opened once per environment, and kept: a second ``open_db`` while a thread of this
+    process is inside a write transaction would deadlock (see above). ``created``:
+    the handles a writer's first commit just made.
+    """
+    key = os.path.realpath(path)
+    with _lock:
+        entry = _environments.get(key)
+        current = entry is not None and entry[0] is environment
+        if current and entry[2] is not None:
+            return entry[2]
+        handles = created
+        if handles is None:
+            try:
+                handles = tuple(environment.open_db(name, create=False) for name in NAMES)
+            except lmdb.NotFoundError:
+                return None
+        if current:
+            entry[2] = handles
+        return handles
+
+
+def create_databases(environment: lmdb.Environment, txn):
+    """Create the databases inside the writer's own transaction (handles valid once it commits)."""
+    return tuple(environment.open_db(name, txn=txn, create=True) for name in NAMES)
 
 
 def _open(path: str, map_size: int, writable: bool, durable: bool) -> lmdb.Environment:
@@ -87,7 +122,7 @@ def _forget_parent_environments() -> None:
     global _owner_pid
     if _owner_pid == os.getpid():
         return
-    for environment, _users in _environments.values():
+    for environment, *_rest in _environments.values():
         try:
             environment.close()  # unmaps and closes this child's copies only
         except lmdb.Error:

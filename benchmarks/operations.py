@@ -1,0 +1,34 @@
+"""The one table of what the suite measures, read by the suite, the report and the gate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # extra_info["operation"] of its results
+    test: str  # the benchmark function that measures it
+    what: str  # what one timed call does, for figure titles
+    classic: str  # the classic reference's operation it is compared with (vs_classic)
+
+
+OPERATIONS = (
+    Operation("store_single", "test_store_single", "write 1 image into an open store of N",
+              "store_single"),
+    Operation("store_many", "test_store_many", "write N images into a new store", "store_many"),
+    # The classic code opens the store for every single read: the warm read is
+    # measured against that, and the open-per-call variant against the same.
+    Operation("read_single", "test_read_single", "read 1 image from an open store of N",
+              "open_read_single"),
+    Operation("read_many", "test_read_many", "open a store of N and read all N images",
+              "read_many"),
+    Operation("open_read_single", "test_open_read_single",
+              "open a store of N, read 1 image, close", "open_read_single"),
+)
+BY_NAME = {operation.name: operation for operation in OPERATIONS}
+NAMES = tuple(BY_NAME)
+
+
+def tests_of(*names: str) -> tuple[str, ...]:
+    """The benchmark functions that measure the named operations."""
+    return tuple(BY_NAME[name].test for name in names)
