@@ -52,7 +52,7 @@ import imagecodecs
 import numpy as np
 
 from storage.core.backend import Backend
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
 from storage.core.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
@@ -106,6 +106,9 @@ class Hdf5Backend(Backend):
                       ("before-rename", 1), ("before-rename", 2), ("in-fsync", 1)),
         rolls_back_when_damaged=False,
         file_size_limit=2_000_000,
+        power_loss=PowerLoss(not_durable_loses=(
+            "batches not yet written back; metadata rewritten in place can leave a file "
+            "that fails to open (CorruptStoreError)")),
     )
 
     def _open(self, create: bool) -> None:

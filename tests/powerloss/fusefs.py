@@ -239,7 +239,15 @@ class JournalingPassthrough(mfusepy.Operations):
         return 0
 
     def link(self, target, source):
-        raise OSError(errno.ENOSYS, "hard links are not modelled")
+        """A second name for the file at ``source`` (``ln source target``): a link record
+        for an inode that exists already (exclusive creation of store.json uses it)."""
+        parent, name = self._parent(target)
+        self._check_power()
+        os.link(self._real(source), self._real(target))
+        inode = self._inode(source)
+        self.inodes[target] = inode
+        self._change("link", dir=parent, name=name, ino=inode, kind="f")
+        return 0
 
     def symlink(self, target, source):
         raise OSError(errno.ENOSYS, "symbolic links are not modelled")

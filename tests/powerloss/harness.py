@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.core.facts import PowerLoss
 from tests.powerloss import journal
 from tests.powerloss.mount import REPO, daemon_env, mounted
 from tests.powerloss.sequence import Call
@@ -97,7 +98,7 @@ class StateReport:
                 f"{self.returned} calls returned, {len(self.required)} ids promised, "
                 f"{self.dropped} unsynced changes lost: {json.dumps(self.result)[:700]}")
 
-    def problems(self, facts, durable: bool) -> list[str]:
+    def problems(self, facts: PowerLoss, durable: bool) -> list[str]:
         """What breaks the promise: (a) an open error not declared, (b) a promised image
         lost or changed, (c) wrong pixels for any id reported present."""
         if set(self.result) != {"r", "a"}:
@@ -106,10 +107,10 @@ class StateReport:
         for how, outcome in self.result.items():
             opened = outcome["open"]
             if not durable:
-                allowed = facts.open_errors_not_durable
+                allowed = facts.errors_not_durable
             else:
-                allowed = () if self.created else facts.open_errors_before_created
-            if opened != "ok" and opened not in allowed:
+                allowed = () if self.created else facts.errors_before_created
+            if opened != "ok" and opened not in {error.__name__ for error in allowed}:
                 found.append(f"mode {how!r}: open gave {opened} ({outcome.get('errors')})")
             lost = set(outcome.get("missing", [])) | (set(outcome.get("unreadable", []))
                                                      & set(self.required))

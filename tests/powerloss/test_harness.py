@@ -135,3 +135,22 @@ def test_a_writers_syncfs_reaches_the_journal(tmp_path):
     state = journal.crash_state(records, len(records), "synced", 0)
     target = materialized(records, state, tmp_path, "synced")
     assert (target / "f").read_bytes() == b"x"
+
+
+def test_a_hard_link_is_a_second_name_durable_once_its_directory_is_synced(tmp_path):
+    """store.json is created exclusively through a hard link from its temporary file."""
+    with mounted(tmp_path / "fs") as mount:
+        write_file(mount.point / "file.tmp", SYNCED, sync=True)
+        os.link(mount.point / "file.tmp", mount.point / "file")
+        os.unlink(mount.point / "file.tmp")
+        fsync_path(mount.point)
+    records = mount.records()
+    link = next(i for i, record in enumerate(records)
+                if record.op == "link" and record.name == "file")
+    before = materialized(records, journal.crash_state(records, link + 1, "synced", 0),
+                          tmp_path, "before")
+    assert sorted(os.listdir(before)) == []  # not even the temporary's name was synced
+    after = materialized(records, journal.crash_state(records, len(records), "synced", 0),
+                         tmp_path, "after")
+    assert sorted(os.listdir(after)) == ["file"]
+    assert (after / "file").read_bytes() == SYNCED

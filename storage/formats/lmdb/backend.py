@@ -40,7 +40,7 @@ import numpy as np
 
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, NOT_CREATED_YET, PowerLoss
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
 from storage.core.files import fsync_directory, storage_looks_full, translate_os_error
@@ -89,6 +89,12 @@ class LmdbBackend(Backend):
         # store as of the commit before (tests/reliability/test_corruption.py).
         rolls_back_when_damaged=True,
         file_size_limit=2_000_000,
+        # LMDB writes its first pages when the environment is created, before the backend
+        # can sync them: a cut there leaves a data.mdb that is not yet an LMDB file.
+        power_loss=PowerLoss(errors_before_created=(*NOT_CREATED_YET, CorruptStoreError),
+                             not_durable_loses=(
+            "commits not yet written back; a meta page written before its pages leaves an "
+            "environment that fails to open (CorruptStoreError)")),
     )
     concurrent_writers = True  # LMDB serializes writers of any process itself
 
