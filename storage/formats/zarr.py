@@ -84,7 +84,8 @@ class ZarrBackend(Backend):
         syscall_kills=tuple(range(1, 9)),
         crash_points=(("in-fsync", 1), ("in-fsync", 6), ("in-fsync", 11)),
         rolls_back_when_damaged=False,
-        file_size_limit=2_000_000,
+        # A write_one rewrites its shard: a small limit keeps filling it linear, not slow.
+        file_size_limit=150_000,
         power_loss=PowerLoss(not_durable_loses=(
             "chunks and commit records not yet written back; a file renamed into place "
             "before its bytes reached the disk fails to open (CorruptStoreError)")),
