@@ -1,5 +1,5 @@
 """Every test here is marked ``powerloss`` and skipped, with the reason, without FUSE;
-a run ends with the table of crash states tried, survived and documented per format."""
+each report carries the crash states it tried (tests/conftest.py prints the table)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,11 +21,21 @@ def pytest_collection_modifyitems(items):
                 item.add_marker(pytest.mark.skip(reason=f"power-loss tests need FUSE: {reason}"))
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not TALLY:
+_reported: dict[tuple[str, str], list[int]] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """The crash states this test added to the tally travel in its report, so that the
+    table is whole when tests run in worker processes (pytest -n)."""
+    outcome = yield
+    if call.when != "call":
         return
-    write = terminalreporter.write_line
-    terminalreporter.section("power cuts: crash states tried / survived / of which documented")
-    for (test, backend), (tried, survived, documented) in sorted(TALLY.items()):
-        write(f"{test:<28}{backend:<8}{tried:>6} tried {survived:>6} survived "
-              f"{documented:>6} documented")
+    added = []
+    for key, counts in TALLY.items():
+        before = _reported.get(key, [0, 0, 0])
+        if counts != before:
+            added.append([*key, *(now - then for now, then in zip(counts, before))])
+            _reported[key] = list(counts)
+    if added:
+        outcome.get_result().user_properties.append(("power cuts", added))

@@ -41,7 +41,36 @@ def fuse_unavailable() -> str | None:
         return f"the Python binding mfusepy is missing ({error}): pip install -r requirements.txt"
     except (OSError, EnvironmentError) as error:  # it loads libfuse when imported
         return f"mfusepy cannot load libfuse3 ({error})"
-    return None
+    return _mount_refused()
+
+
+# An empty file system, not ours: if even it cannot mount, the machine forbids FUSE
+# mounts (a container without the capability); a failure of ours still fails the tests.
+_PROBE = "import sys, mfusepy; mfusepy.FUSE(mfusepy.Operations(), sys.argv[1], foreground=True)"
+
+
+def _mount_refused() -> str | None:
+    """Why an empty FUSE file system does not mount here, or None when it does."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="fuse-probe-") as point:
+        probe = subprocess.Popen([sys.executable, "-c", _PROBE, point], env=daemon_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + _MOUNT_WAIT
+        while not os.path.ismount(point) and probe.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        mounted = os.path.ismount(point)
+        if mounted:
+            subprocess.run(["fusermount3", "-u", point], capture_output=True, timeout=30)
+        try:
+            output = probe.communicate(timeout=_DAEMON_WAIT)[0]
+        except subprocess.TimeoutExpired:
+            probe.kill()
+            output = probe.communicate()[0]
+    if mounted:
+        return None
+    return f"this machine does not allow FUSE mounts: {output.strip()[-300:] or 'no mount'}"
 
 
 def daemon_env() -> dict:
