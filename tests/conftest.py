@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 
 import pytest
 from hypothesis import settings

@@ -32,7 +32,8 @@ from storage.errors import (
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
 from storage.core.options import Options
-from storage.core.files import disk_usage, leftover_temporaries, translate_os_error
+from storage.core.files import (disk_usage, leftover_temporaries, make_directories_durably,
+                                translate_os_error)
 from storage.core.marker import (MARKER, backend_of, claim_shape, marker_path, marker_shape,
                                  read_marker, write_marker)
 
@@ -424,7 +425,10 @@ class Backend(abc.ABC):
                         "choose an empty or new directory")
                 for leftover in leftovers:
                     leftover.unlink(missing_ok=True)
-            self.path.mkdir(parents=True, exist_ok=True)
+            if self.durable:  # the store's own name must survive a power loss too
+                make_directories_durably(self.path)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
             # Exclusive: of two creators at once exactly one writes the marker.
             created = write_marker(self.path, self.name, None, exclusive=True,
                                    **self._marker_fields())

@@ -15,8 +15,32 @@ from pathlib import Path
 
 import numpy as np
 
+from storage.errors import CorruptStoreError, NotAStoreError, StoreError, StoreNotFoundError
+
 # path -> {id: (image, label)}: the store read with the plain library, not with storage.
 PlainReader = Callable[[Path], dict[int, tuple[np.ndarray, int]]]
+
+# What an open after a power cut meets when the cut came before open_store(mode="w")
+# returned: no store yet, or a directory holding a store's first files without its marker.
+NOT_CREATED_YET: tuple[type[StoreError], ...] = (StoreNotFoundError, NotAStoreError)
+
+
+@dataclass(frozen=True)
+class PowerLoss:
+    """What a power cut may do beyond losing what was not synced: the README's
+    "power loss" rows, which tests/powerloss holds every format to.
+
+    With ``durable=True`` every image of every call before the last returned
+    ``write_many`` (or ``close``) survives, byte for byte, and a store whose creation
+    returned opens; what a store reads is never wrong, durable or not.
+    """
+    # durable=True: typed errors an open may raise after a cut before the store's
+    # creation returned.
+    errors_before_created: tuple[type[StoreError], ...] = NOT_CREATED_YET
+    # durable=False: typed errors an open may raise after any cut.
+    errors_not_durable: tuple[type[StoreError], ...] = (*NOT_CREATED_YET, CorruptStoreError)
+    # What durable=False loses, as the README says it.
+    not_durable_loses: str = "anything not yet written back, the store itself included"
 
 
 @dataclass(frozen=True)
@@ -41,8 +65,8 @@ class FormatFacts:
     # Store objects on one path see each other's writes (threads and processes sharing a
     # store); False only for a format whose objects each hold their own copy (the toy).
     shared_between_objects: bool = True
-    # What a power cut does beyond losing unsynced data; None: nothing documented.
-    power_loss: str | None = None
+    # What a power cut does beyond losing unsynced data (see PowerLoss).
+    power_loss: PowerLoss | None = None
     # A store in a directory this process may not write can still be read (else ReadOnlyError).
     reads_read_only_directory: bool = True
 

@@ -90,6 +90,19 @@ def _process_runs(pid: int) -> bool:
     return True
 
 
+def make_directories_durably(path: Path) -> None:
+    """``mkdir -p path``, syncing the parent of each directory made: a new directory's
+    name is on the disk only once its parent is synced."""
+    path = Path(path)
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_directory(directory.parent)
+
+
 def fsync_directory(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:

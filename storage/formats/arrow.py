@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.errors import CorruptStoreError
 from storage.formats.part_store import COLUMNS, PartIndex, PartStore
 
@@ -88,7 +88,11 @@ class ArrowBackend(PartStore):
         syscall_kills=tuple(range(1, 60, 3)),
         crash_points=(("before-rename", 1), ("before-rename", 2), ("in-fsync", 1)),
         rolls_back_when_damaged=True,  # a deleted newest part leaves the store as before it
-        file_size_limit=1_500)  # parts never grow: less than a part of one 16x16x3 image
+        file_size_limit=1_500,  # parts never grow: less than a part of one 16x16x3 image
+        power_loss=PowerLoss(not_durable_loses=(
+            "parts not yet written back; a part renamed into place before its bytes reached "
+            "the disk fails to open (CorruptStoreError)")),
+    )
 
     def _write_part(self, path, ids, labels, checksums, images) -> None:
         schema = schema_for(images.shape[1:])

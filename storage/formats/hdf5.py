@@ -32,7 +32,9 @@ free space shows it; a write that fails inside HDF5 anyway leaves this object
 reopening the file as after a kill. A reader that opens the file between such
 a failure and the writer's next open may get CorruptStoreError: HDF5 refuses a
 file shorter than its header says, and only a writer extends it.
-HDF5 does not fsync; ``durable`` stores fsync after each ``write_many`` and at close.
+HDF5 does not fsync; ``durable`` stores fsync after each ``write_many`` and at close,
+and also after a batch's rows, before ``/ids`` grows: a power loss may otherwise
+write back the grown ``/ids`` without the rows it commits.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ import imagecodecs
 import numpy as np
 
 from storage.core.backend import Backend
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
 from storage.core.files import WriterLock, fsync_directory, storage_looks_full, translate_os_error
@@ -67,6 +69,9 @@ _ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadat
 _VERIFY_ATTEMPTS = 6  # re-reads of rows an overwrite may be rewriting: about 60 ms in all
 _READ_ATTEMPTS = 24  # retries of a metadata read that fails its checksum: about 20 ms in all
 _writers = weakref.WeakSet()  # stores open for writing in this process
+# What HDF5 says of a file whose "open for writing" flags a writer left behind, one
+# that a power loss cut off before those flags reached the disk as a SWMR writer's.
+_WRITER_MARKS = ("h5clear", "not already open for SWMR writing")
 
 
 @dataclass
@@ -101,6 +106,9 @@ class Hdf5Backend(Backend):
                       ("before-rename", 1), ("before-rename", 2), ("in-fsync", 1)),
         rolls_back_when_damaged=False,
         file_size_limit=2_000_000,
+        power_loss=PowerLoss(not_durable_loses=(
+            "batches not yet written back; metadata rewritten in place can leave a file "
+            "that fails to open (CorruptStoreError)")),
     )
 
     def _open(self, create: bool) -> None:
@@ -140,13 +148,13 @@ class Hdf5Backend(Backend):
         # HDF5's own lock would keep readers and the writer apart; SWMR needs no lock
         # for that, and WriterLock keeps writers to one.
         access.set_file_locking(False, False)
+        _limit_read_attempts(access)
         try:
             if self.mode == "r":
                 shared = _readers.get(os.path.realpath(path))
                 if shared is not None:
                     return self._share(shared)
                 flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
-                _limit_read_attempts(access)
             else:
                 _remove_if_present(_new_file_path(path))  # the rest of a killed first batch
                 _recover_from_killed_writer(path)
@@ -164,6 +172,11 @@ class Hdf5Backend(Backend):
             translated = translate_os_error(error, self.path)
             if translated is not error:
                 raise translated from error
+            if any(text in str(error) for text in _WRITER_MARKS):
+                raise CorruptStoreError(
+                    f"'{path}' is marked as open for writing by a writer that never closed "
+                    "it (a power loss with durable=False); open the store once with "
+                    "mode='a', which clears the mark as h5clear -s does") from error
             if "already open" in str(error):
                 raise ReadOnlyError(
                     f"'{path}' is open in this process with other access; close the other "
@@ -268,6 +281,8 @@ class Hdf5Backend(Backend):
                     dataset.resize(stop, axis=0)
                 dataset[start:stop] = values
             self._file.flush()  # the rows reach the file before the ids that commit them
+            if self.durable:  # and the disk: a power loss may reorder unsynced writes
+                os.fsync(self._file.id.get_vfd_handle())
             self._dataset("ids").resize(stop, axis=0)
             self._dataset("ids")[start:stop] = new_ids
         self._file.flush()
@@ -513,7 +528,8 @@ def _disarm_in_child() -> None:
 
 
 def _limit_read_attempts(access) -> None:
-    """Let a SWMR reader re-read metadata that fails its checksum a few times, not 100.
+    """Let SWMR readers and writers re-read metadata that fails its checksum a few times,
+    not 100 (a writer opening a file a power loss tore would otherwise hang).
 
     Each retry waits twice as long as the last: HDF5's default of 100 turns one
     damaged byte into a hang. h5py does not wrap the setting; its own modules link

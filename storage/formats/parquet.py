@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError
 from storage.formats.arrow import image_column, images_of, schema_for
@@ -86,7 +86,11 @@ class ParquetBackend(PartStore):
         syscall_kills=tuple(range(1, 40, 2)),
         crash_points=(("before-rename", 1), ("before-rename", 2), ("in-fsync", 1)),
         rolls_back_when_damaged=True,  # a deleted newest part leaves the store as before it
-        file_size_limit=1_500)  # parts never grow: less than a part of one 16x16x3 image
+        file_size_limit=1_500,  # parts never grow: less than a part of one 16x16x3 image
+        power_loss=PowerLoss(not_durable_loses=(
+            "parts not yet written back; a part renamed into place before its bytes reached "
+            "the disk fails to open (CorruptStoreError)")),
+    )
 
     Options = ParquetOptions
 

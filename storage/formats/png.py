@@ -47,7 +47,7 @@ import numpy as np
 
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError
 from storage.core.files import WriterLock, fsync_directory, sync_filesystem
@@ -110,6 +110,9 @@ class PngBackend(Backend):
                       ("before-rename", 1), ("in-fsync", 1)),
         rolls_back_when_damaged=False,
         file_size_limit=6_000,  # the table outgrows it within a few batches
+        power_loss=PowerLoss(not_durable_loses=(
+            "rows and image files not yet written back; a torn labels.csv row fails its "
+            "CRC (CorruptStoreError) until the store is rewritten")),
     )
 
     def __init__(self, path, mode="r", *, durable=True, **options):
@@ -148,10 +151,14 @@ class PngBackend(Backend):
         if create or (unfinished and self.mode != "r"):
             self._image_dir.mkdir(exist_ok=True)
             if self._layout > 1:
-                self._record_length(len(HEADER))  # before the table: never more than it holds
+                # Before the table: never more than it holds; synced, or a power loss
+                # may keep its name (synced with the table's below) and lose its bytes.
+                self._record_length(len(HEADER), sync=True)
             new_table = self._table.with_name(TABLE + ".new")
             with open(new_table, "wb") as table:
                 table.write(HEADER)
+                table.flush()
+                os.fsync(table.fileno())  # else a power loss may keep the name, empty
             os.replace(new_table, self._table)  # a table is whole, header and all
             fsync_directory(self.path)
         if unfinished and self.mode == "r":
@@ -210,12 +217,14 @@ class PngBackend(Backend):
             raise CorruptStoreError(f"'{self._length_file}' fails its CRC; the store is damaged")
         return int(digits)
 
-    def _record_length(self, length: int) -> None:
+    def _record_length(self, length: int, sync: bool = False) -> None:
         """Overwrite the record in place: one small write, all or nothing for a kill."""
         digits = b"%020d" % length
         descriptor = os.open(self._length_file, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             os.pwrite(descriptor, digits + b" " + _row_crc(digits) + b"\n", 0)
+            if sync:
+                os.fsync(descriptor)
         finally:
             os.close(descriptor)
 

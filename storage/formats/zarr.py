@@ -43,7 +43,7 @@ from zarr.storage import LocalStore
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.files import WriterLock, fsync_directory
 from storage.errors import CorruptStoreError, StoreError
 from storage.formats.latest_rows import LatestRows
@@ -85,7 +85,11 @@ class ZarrBackend(Backend):
         crash_points=(("in-fsync", 1), ("in-fsync", 6), ("in-fsync", 11)),
         rolls_back_when_damaged=False,
         # A write_one rewrites its shard: a small limit keeps filling it linear, not slow.
-        file_size_limit=150_000)
+        file_size_limit=150_000,
+        power_loss=PowerLoss(not_durable_loses=(
+            "chunks and commit records not yet written back; a file renamed into place "
+            "before its bytes reached the disk fails to open (CorruptStoreError)")),
+    )
 
     def _open(self, create: bool) -> None:
         self._writer_lock = WriterLock(self.path) if self.mode != "r" else None

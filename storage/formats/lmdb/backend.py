@@ -40,10 +40,10 @@ import numpy as np
 
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, NOT_CREATED_YET, PowerLoss
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
-from storage.core.files import storage_looks_full, translate_os_error
+from storage.core.files import fsync_directory, storage_looks_full, translate_os_error
 from storage.formats.lmdb.chunk import Chunk
 from storage.formats.lmdb.plain import read_plainly
 
@@ -93,6 +93,12 @@ class LmdbBackend(Backend):
         # store as of the commit before (tests/reliability/test_corruption.py).
         rolls_back_when_damaged=True,
         file_size_limit=2_000_000,
+        # LMDB writes its first pages when the environment is created, before the backend
+        # can sync them: a cut there leaves a data.mdb that is not yet an LMDB file.
+        power_loss=PowerLoss(errors_before_created=(*NOT_CREATED_YET, CorruptStoreError),
+                             not_durable_loses=(
+            "commits not yet written back; a meta page written before its pages leaves an "
+            "environment that fails to open (CorruptStoreError)")),
     )
     concurrent_writers = True  # LMDB serializes writers of any process itself
 
@@ -100,7 +106,7 @@ class LmdbBackend(Backend):
         try:
             self._env = lmdb_env.acquire(str(self.path), map_size=self.options.map_size,
                                          writable=self.mode != "r",
-                                         readahead=self.options.readahead)
+                                         readahead=self.options.readahead, durable=self.durable)
         except lmdb.ReadersFullError as error:  # opening reads, and that needs a slot
             raise self._readers_full(error) from error
         except lmdb.Error as error:
@@ -116,6 +122,11 @@ class LmdbBackend(Backend):
                 # writer creates them now, in a commit of their own.
                 if self.mode != "r":
                     self._write_txn(lambda txn: None)
+            if create and self.durable:
+                # A new environment's first pages reach the disk only with a sync, and
+                # the names of its files only with their directory's.
+                self._env.sync(True)
+                fsync_directory(self.path)
         except lmdb.Error as error:
             self._close()
             raise CorruptStoreError(
@@ -156,7 +167,7 @@ class LmdbBackend(Backend):
     def _replace_failed_environment(self) -> None:
         self._env = lmdb_env.replace(str(self.path), self._env, map_size=self.options.map_size,
                                      writable=self.mode != "r",
-                                     readahead=self.options.readahead)
+                                     readahead=self.options.readahead, durable=self.durable)
         self._open_databases()
 
     def _close(self) -> None:

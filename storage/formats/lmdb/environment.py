@@ -4,6 +4,13 @@ LMDB forbids opening the same environment twice in one process, so every store
 object on a path shares one ``lmdb.Environment``; a forked child drops the
 parent's handle (it must not be used across fork) and opens its own.
 
+A durable writer's environment syncs each commit's data pages before LMDB writes
+the meta page that commits them (LMDB's ``MDB_NOMETASYNC``): without that
+ordering a power cut can leave a meta page that points at pages never written,
+and the store unreadable. The meta page itself is synced by the backend, at the
+end of each ``write_many`` and at close. The first store object to open a path
+in a process decides this for every store object on that path in the process.
+
 The named databases are opened once per environment and their handles shared
 too (LMDB's own advice): py-lmdb's ``open_db`` begins a write transaction that
 waits, holding the GIL, for a writer thread of this process that needs the GIL
@@ -25,14 +32,14 @@ DATABASES = len(NAMES)
 
 
 def acquire(path: str, *, map_size: int, writable: bool,
-            readahead: bool = True) -> lmdb.Environment:
+            readahead: bool = True, durable: bool = False) -> lmdb.Environment:
     """The process's environment for ``path``; the options apply when this call opens it."""
     key = os.path.realpath(path)
     with _lock:
         _forget_parent_environments()
         entry = _environments.get(key)
         if entry is None:
-            entry = [_open(key, map_size, writable, readahead), 0, None]
+            entry = [_open(key, map_size, writable, readahead, durable), 0, None]
             _environments[key] = entry
         entry[1] += 1
         return entry[0]
@@ -51,7 +58,8 @@ def release(path: str) -> None:
 
 
 def replace(path: str, failed: lmdb.Environment, *, map_size: int,
-            writable: bool, readahead: bool = True) -> lmdb.Environment:
+            writable: bool, readahead: bool = True,
+            durable: bool = False) -> lmdb.Environment:
     """A fresh environment for ``path`` in place of ``failed``, which LMDB gave up on.
 
     After a commit fails half way (a full disk), LMDB refuses every later
@@ -66,7 +74,7 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
             failed.close()
         except lmdb.Error:
             pass
-        entry[0], entry[2] = _open(key, map_size, writable, readahead), None
+        entry[0], entry[2] = _open(key, map_size, writable, readahead, durable), None
         return entry[0]
 
 
@@ -99,15 +107,17 @@ def create_databases(environment: lmdb.Environment, txn):
     return tuple(environment.open_db(name, txn=txn, create=True) for name in NAMES)
 
 
-def _open(path: str, map_size: int, writable: bool, readahead: bool) -> lmdb.Environment:
+def _open(path: str, map_size: int, writable: bool, readahead: bool,
+          durable: bool) -> lmdb.Environment:
     # A read-only directory can still be read: without write access to lock.mdb,
     # open read-only without locking (safe only while nobody writes).
     can_write = os.access(path, os.W_OK)
     return lmdb.open(
         path, map_size=map_size, max_dbs=DATABASES, subdir=True,
         readonly=not can_write, lock=can_write, create=writable, readahead=readahead,
-        # fsync per commit is left to the backend: at the end of a write_many and at close.
-        sync=False, metasync=False,
+        # Durable: data pages synced before the meta page is written (see above); the
+        # meta page is synced by the backend at the end of a write_many and at close.
+        sync=durable and writable, metasync=False,
     )
 
 
