@@ -39,15 +39,29 @@ def new_store_path(tmp_path_factory):
 
 # The fault x backend table of tests/reliability, counted here rather than in its own
 # conftest because with pytest -n only this one is loaded in the main process.
+# (test, backend) -> [crash states tried, survived, survived through a documented error]
+POWER_CUTS: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+
+
 def pytest_runtest_logreport(report):
-    for name, faults in report.user_properties:
+    for name, entries in report.user_properties:
         if name == "faults":
-            for fault, backend, survived in faults:
+            for fault, backend, survived in entries:
                 TALLY[fault, backend][0] += 1
                 TALLY[fault, backend][1] += bool(survived)
+        elif name == "power cuts":
+            for test, backend, *counts in entries:
+                for i, count in enumerate(counts):
+                    POWER_CUTS[test, backend][i] += count
 
 
 def pytest_terminal_summary(terminalreporter):
+    if POWER_CUTS:
+        write = terminalreporter.write_line
+        terminalreporter.section("power cuts: crash states tried / survived / of which documented")
+        for (test, backend), (tried, survived, documented) in sorted(POWER_CUTS.items()):
+            write(f"{test:<28}{backend:<8}{tried:>6} tried {survived:>6} survived "
+                  f"{documented:>6} documented")
     if not TALLY:
         return
     backends = sorted({backend for _, backend in TALLY})
