@@ -96,3 +96,15 @@ class NewerFormatError(StoreError, ValueError):
 
 class InvalidOptionError(StoreError, TypeError):
     """A backend option that the backend does not have, or a value it does not accept."""
+
+
+class IncompleteStoreError(StoreError, ValueError):
+    """A sharded store whose conversion has not committed its index.json yet."""
+
+
+class StoreBusyError(StoreError, BlockingIOError):
+    """Another conversion holds the lease on the destination."""
+
+
+class SchedulerError(StoreError, ConnectionError):
+    """The Dask scheduler named cannot be reached."""
