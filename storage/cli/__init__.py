@@ -50,8 +50,8 @@ def parser() -> argparse.ArgumentParser:
     convert.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler "
                          "(default: $DASK_SCHEDULER_ADDRESS, else one worker per core here)")
     convert.add_argument("--workers", type=positive, help="local Dask workers (default: cores)")
-    convert.add_argument("--encoded", choices=("jpeg", "png", "keep"),
-                         help="store encoded images (not available in this version)")
+    convert.add_argument("--encoded", choices=("none", "jpeg", "png", "keep"), default="none",
+                         help="store encoded images (not available in this version: none)")
     convert.add_argument("--split", default="train", choices=("train", "test", "all"),
                          help="CIFAR split to convert (default: train)")
     convert.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -97,7 +97,7 @@ def _convert(arguments) -> int:
     from storage.convert import convert
     from storage.convert.progress import Progress
 
-    if arguments.encoded is not None:
+    if arguments.encoded != "none":
         print("error: --encoded needs stores of encoded images, which this version does not "
               "have; leave --encoded out to store decoded pixels", file=sys.stderr)
         return EXIT_ERROR

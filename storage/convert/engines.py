@@ -72,7 +72,7 @@ def dask_executor(scheduler: str | None = None, workers: int | None = None):
         return
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
                            processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+                           silence_logs=logging.CRITICAL)  # shutdown races log errors
     try:
         with Client(cluster) as client:
             yield DaskExecutor(client)

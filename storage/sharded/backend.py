@@ -80,14 +80,20 @@ class ShardedBackend(Backend):
         missing = ids[ids >= self._index.count]
         if len(missing):
             self._raise_missing(missing)
-        numbers = np.searchsorted(self._starts, ids, side="right") - 1
-        if numbers[0] == numbers[-1] and (numbers == numbers[0]).all():
-            return self._shard(int(numbers[0])).read_many(ids)  # one shard: no copy
+        first, last = np.searchsorted(self._starts, ids[[0, -1]], side="right") - 1
+        if first == last and ids.min() >= self._starts[first] and (
+                first + 1 == len(self._starts) or ids.max() < self._starts[first + 1]):
+            return self._shard(int(first)).read_many(ids)  # one shard: no copy
+        # Sorted once, then one contiguous run of ids per shard: each shard reads in order.
+        order = np.argsort(ids, kind="stable")
+        ordered = ids[order]
+        bounds = np.searchsorted(ordered, self._starts).tolist() + [len(ids)]
         images = np.empty((len(ids), *self.image_shape), np.uint8)
         labels = np.empty(len(ids), np.int64)
-        for number in np.unique(numbers):
-            rows = np.flatnonzero(numbers == number)
-            images[rows], labels[rows] = self._shard(int(number)).read_many(ids[rows])
+        for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if begin < end:
+                rows = order[begin:end]
+                images[rows], labels[rows] = self._shard(number).read_many(ordered[begin:end])
         return images, labels
 
     def _ids(self) -> np.ndarray:
