@@ -26,10 +26,7 @@ from storage.cli.verify import verify_store
 from storage.convert import convert
 from storage.convert.engines import PoolExecutor, SerialExecutor, dask_executor
 
-try:
-    from storage.sources.cifar import load_cifar
-except ImportError:
-    from storage.cifar import load_cifar
+from storage.sources.cifar import load_cifar
 
 SHARDS = 16
 REPOSITORY = Path(__file__).resolve().parents[1]
