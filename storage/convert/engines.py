@@ -71,7 +71,7 @@ def dask_executor(scheduler: str | None = None, workers: int | None = None):
             yield DaskExecutor(client)
         return
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                           processes=True, dashboard_address=None,
+                           processes=True, dashboard_address=":0",  # never a taken port
                            silence_logs=logging.CRITICAL)  # shutdown races log errors
     try:
         with Client(cluster) as client:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 import zlib
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from storage import open_store
-from storage.errors import DatasetError
+from storage import decode, open_store
+from storage.errors import DatasetError, StoreError
 
 from storage.sources.cifar import load_cifar
 
@@ -146,11 +147,26 @@ class ImageFolderPart:
 
 
 def decode_image(path: Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; grey and alpha are converted."""
-    from PIL import Image, UnidentifiedImageError  # only ImageFolder sources need it
+    """An image file as (H, W, 3) uint8 RGB; grey, palette and alpha images are converted."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise DatasetError(f"cannot read the image '{path}' ({error}); check the file, then "
+                           "convert again") from error
+    try:
+        pixels = decode.decode_image(data)  # libpng / libjpeg-turbo: the common case, fast
+    except StoreError:
+        pixels = None
+    if pixels is not None and pixels.shape[-1] == 3:
+        return pixels
+    return _decode_with_pillow(path, data)
+
+
+def _decode_with_pillow(path: Path, data: bytes) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise DatasetError(f"cannot read the image '{path}' ({error}); remove or replace it, "
