@@ -102,7 +102,11 @@ def _convert(arguments) -> int:
               "have; leave --encoded out to store decoded pixels", file=sys.stderr)
         return EXIT_ERROR
     # Dask reports re-run tasks as warnings; the run recovers from them, the user need not act.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    import distributed  # noqa: F401 - its import configures its loggers; quiet them after
+
+    for name in ("distributed", "distributed.client", "distributed.worker",
+                 "distributed.scheduler", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     progress = Progress("convert", enabled=False if arguments.quiet else None)
     result = convert(arguments.source, arguments.destination, arguments.format,
                      shards=arguments.shards, shard_size=arguments.shard_size,

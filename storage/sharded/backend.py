@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from storage import Backend
-from storage.errors import CorruptStoreError, ReadOnlyError, StoreError
+from storage.errors import CorruptStoreError, KeyNotFoundError, ReadOnlyError, StoreError
 from storage.sharded.index import ShardIndex, read_index
 from storage.registry import backend_class
 
@@ -101,6 +101,11 @@ class ShardedBackend(Backend):
 
     def _count(self) -> int:
         return self._index.count if self._index else 0
+
+    def _raise_missing(self, missing) -> None:
+        shown = ", ".join(str(int(key)) for key in list(missing)[:5])
+        raise KeyNotFoundError(f"id(s) {shown} not in the sharded store at '{self.path}', which "
+                               f"holds ids 0..{self._index.count - 1}")
 
     def _require_index(self) -> None:
         if self._index is None:
