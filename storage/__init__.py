@@ -5,6 +5,7 @@
 >>> with open_store("cifar.lmdb") as store:          # backend read from the store
 ...     images, labels = store.read_many(range(1000))
 """
+from storage.core import validation
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
@@ -16,9 +17,11 @@ from storage.registry import BACKENDS, backend_class, our_backends, reference_ba
 
 def open_store(path, backend: str | None = None, mode: str = "r", **options) -> Backend:
     """Open the store at ``path``; ``backend`` may be left out for an existing store."""
+    path = validation.check_path(path)
     if backend is None:
         backend = backend_of(path)
-    return backend_class(backend)(path, mode, **options)
+    cls = backend_class(backend)
+    return cls(path, mode, **options)
 
 
 __all__ = ["Backend", "BACKENDS", "Capabilities", "FormatFacts", "StoreError", "backend_of", "open_store",

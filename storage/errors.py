@@ -94,8 +94,8 @@ class NewerFormatError(StoreError, ValueError):
     """The store was written by a newer version of its format than this library reads."""
 
 
-class InvalidOptionError(StoreError, TypeError):
-    """A backend option that the backend does not have, or a value it does not accept."""
+class InvalidOptionError(StoreError, ValueError, TypeError):
+    """An option of ``open_store`` (mode, path, a backend's own option) is not valid."""
 
 
 class IncompleteStoreError(StoreError, ValueError):

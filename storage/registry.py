@@ -27,6 +27,9 @@ _ENTRIES = [
     BackendEntry("png", "storage.formats.png:PngBackend", classic="classic-png"),
     BackendEntry("lmdb", "storage.formats.lmdb:LmdbBackend", classic="classic-lmdb"),
     BackendEntry("hdf5", "storage.formats.hdf5:Hdf5Backend", classic="classic-hdf5"),
+    BackendEntry("arrow", "storage.formats.arrow:ArrowBackend"),
+    BackendEntry("parquet", "storage.formats.parquet:ParquetBackend"),
+    BackendEntry("zarr", "storage.formats.zarr:ZarrBackend"),
     # References: what the classic code does, and what moving the bytes costs.
     BackendEntry("classic-png", "storage.references.classic_png:ClassicPngBackend", reference=True),
     BackendEntry("classic-lmdb", "storage.references.classic_lmdb:ClassicLmdbBackend", reference=True),

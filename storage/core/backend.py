@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import os
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,8 +32,9 @@ from storage.errors import (
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
 from storage.core.options import Options
-from storage.core.files import disk_usage, translate_os_error
-from storage.core.marker import MARKER, backend_of, marker_path, marker_shape, read_marker, write_marker
+from storage.core.files import disk_usage, leftover_temporaries, translate_os_error
+from storage.core.marker import (MARKER, backend_of, claim_shape, marker_path, marker_shape,
+                                 read_marker, write_marker)
 
 MODES = ("r", "a", "w")
 
@@ -54,13 +56,20 @@ class Backend(abc.ABC):
     # The keyword options a format takes (storage.core.options); checked and kept here.
     Options: ClassVar[type[Options]] = Options
 
+    # Whether writers in other processes may write the same store at the same time
+    # (else a writer lock keeps them to one): ids another writer took are not ours to
+    # overwrite, and automatic ids must be chosen inside the write's own commit.
+    concurrent_writers: ClassVar[bool] = False
+
     def __init__(self, path, mode: str = "r", *, durable: bool = True, **options):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        validation.check_mode(mode, MODES)
+        validation.check_flag(durable, "durable")
         self.options = self.Options.from_keywords(self.name, options)
-        self.path = Path(path)
+        self.path = validation.check_path(path)
         self.mode = mode
         self.durable = durable
+        # Writes through one store object from several threads take turns.
+        self._write_turn = threading.RLock()
         self._closed = True
         self._pid = os.getpid()
         self._image_shape: tuple[int, int, int] | None = None
@@ -121,6 +130,23 @@ class Backend(abc.ABC):
         held = self._ids()
         return int(held[-1]) if len(held) else None
 
+    def _append_many(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Store a validated batch under the ids after the largest held; return them.
+
+        Correct where one writer at a time writes (its writer lock); a format that lets
+        several processes write at once overrides it to choose the ids inside its commit.
+        """
+        ids = self._new_ids(self._next_id(), len(images))
+        self._write_many(ids, images, labels, False)
+        return ids
+
+    def _new_ids(self, first: int, count: int) -> np.ndarray:
+        if first + count - 1 > validation.MAX_ID:  # int64 arithmetic would wrap
+            raise InvalidKeyError(
+                f"the store at '{self.path}' holds id {first - 1}, so {count} more "
+                "images would get ids past 2**63 - 1; pass their ids explicitly")
+        return np.arange(first, first + count, dtype=np.int64)
+
     def _sync(self) -> None:
         """Make committed data durable against power loss."""
 
@@ -145,27 +171,26 @@ class Backend(abc.ABC):
         """
         self._check_writable()
         images = validation.check_images(images, batch=True, dtypes=self.capabilities.dtypes)
-        self._check_capable(images, overwrite=overwrite, single=False)
         labels = validation.check_labels(labels, len(images))
-        if ids is None:
-            first = self._next_id()
-            if first + len(images) - 1 > validation.MAX_ID:  # int64 arithmetic would wrap
-                raise InvalidKeyError(
-                    f"the store at '{self.path}' holds id {first - 1}, so {len(images)} more "
-                    "images would get ids past 2**63 - 1; pass their ids explicitly")
-            ids = np.arange(first, first + len(images), dtype=np.int64)
-        else:
+        if ids is not None:
             ids = validation.check_ids(ids, len(images))
-        if len(np.unique(ids)) != len(ids):
-            raise DuplicateKeyError("ids repeat within the batch; give each image its own id")
+            if len(np.unique(ids)) != len(ids):
+                raise DuplicateKeyError("ids repeat within the batch; give each image its own id")
         if len(images) == 0:
-            return ids
-        if not overwrite:
-            self._refuse_held(ids)
-        self._accept_shape(images.shape[1:])
-        self._guarded_write(self._write_many, ids, images, labels, overwrite)
-        if self.durable:
-            self._guarded_write(self._sync)
+            self._check_empty_batch(images)
+            return np.zeros(0, np.int64) if ids is None else ids
+        self._check_capable(images, overwrite=overwrite, single=False)
+        with self._write_turn:
+            self._check_writable()
+            if ids is not None and not overwrite:
+                self._refuse_held(ids)
+            self._accept_shape(images.shape[1:])
+            if ids is None:
+                ids = self._guarded_write(self._append_many, images, labels)
+            else:
+                self._guarded_write(self._write_many, ids, images, labels, overwrite)
+            if self.durable:
+                self._guarded_write(self._sync)
         return ids
 
     def write_one(self, key: int, image, label: int, *, overwrite: bool = False) -> None:
@@ -175,10 +200,12 @@ class Backend(abc.ABC):
         image = validation.check_images(image, batch=False, dtypes=self.capabilities.dtypes)
         self._check_capable(image, overwrite=overwrite, single=True)
         label = validation.check_label(label)
-        if not overwrite:
-            self._refuse_held(np.array([key], dtype=np.int64))
-        self._accept_shape(image.shape)
-        self._guarded_write(self._write_one, key, image, label, overwrite)
+        with self._write_turn:
+            self._check_writable()
+            if not overwrite:
+                self._refuse_held(np.array([key], dtype=np.int64))
+            self._accept_shape(image.shape)
+            self._guarded_write(self._write_one, key, image, label, overwrite)
 
     def read_one(self, key: int) -> tuple[np.ndarray, int]:
         """The image (H, W, C) and label stored under ``key``."""
@@ -278,9 +305,9 @@ class Backend(abc.ABC):
                 f"the store at '{self.path}' is open for reading; open it with mode='a' to write"
             )
 
-    def _guarded_write(self, write, *args) -> None:
+    def _guarded_write(self, write, *args):
         try:
-            write(*args)
+            return write(*args)
         except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for failed flushes
             translated = translate_os_error(error, self.path)
             if translated is error:
@@ -312,10 +339,16 @@ class Backend(abc.ABC):
         """DuplicateKeyError, before anything is written, for ids the store holds."""
         held = self._contains_many(ids)
         if held.any():
-            shown = ", ".join(str(int(key)) for key in ids[held][:5])
-            raise DuplicateKeyError(
-                f"id(s) {shown} already in the store at '{self.path}'; "
-                "pass overwrite=True to replace them, or use new ids")
+            self._raise_duplicates(ids[held])
+
+    def _raise_duplicates(self, duplicates) -> None:
+        shown = ", ".join(str(int(key)) for key in list(duplicates)[:5])
+        if self.concurrent_writers:  # they may be another writer's images: never advise replacing
+            advice = ("another writer may have stored them; use other ids, or leave ids out "
+                      "to get new ones")
+        else:
+            advice = "pass overwrite=True to replace them, or use new ids"
+        raise DuplicateKeyError(f"id(s) {shown} already in the store at '{self.path}'; {advice}")
 
     def _missing(self, missing) -> KeyNotFoundError:
         """The error for ids not held, for a backend to raise where its read finds them."""
@@ -333,13 +366,20 @@ class Backend(abc.ABC):
         held = self._contains_many(ids)
         return error if held.all() else self._missing(ids[~held])
 
+    def _check_empty_batch(self, images: np.ndarray) -> None:
+        """An empty batch writes nothing, but one of another shape is still refused."""
+        current = self.image_shape
+        if images.ndim == 4 and current is not None and images.shape[1:] != current:
+            self._accept_shape(images.shape[1:])
+
     def _accept_shape(self, shape) -> None:
         shape = tuple(int(n) for n in shape)
         current = self.image_shape
         if current is None:
-            self._image_shape = shape
-            self._write_marker()
-        elif shape != current:
+            # Another writer (process or object) may be claiming a shape at this moment.
+            current = self._image_shape = claim_shape(self.path, self.name, shape,
+                                                      **self._marker_fields())
+        if shape != current:
             raise ShapeMismatchError(
                 f"images of shape {shape} do not fit the store at '{self.path}', "
                 f"which holds images of shape {current}; resize them or use another store"
@@ -373,20 +413,29 @@ class Backend(abc.ABC):
                 f"no store at '{self.path}' (no {MARKER}); check the path, "
                 "or open with mode='w' to create one"
             )
-        if self.path.exists() and any(self.path.iterdir()):
-            raise NotAStoreError(
-                f"'{self.path}' is a non-empty directory that holds no store; "
-                "choose an empty or new directory"
-            )
         try:
+            if self.path.exists():
+                # What a creator killed before its marker was in place leaves: nothing else.
+                leftovers = leftover_temporaries(self._marker_path)
+                if any(entry not in leftovers and not _marker_temporary(entry)
+                       for entry in self.path.iterdir()):
+                    raise NotAStoreError(
+                        f"'{self.path}' is a non-empty directory that holds no store; "
+                        "choose an empty or new directory")
+                for leftover in leftovers:
+                    leftover.unlink(missing_ok=True)
             self.path.mkdir(parents=True, exist_ok=True)
-            self._write_marker()
+            # Exclusive: of two creators at once exactly one writes the marker.
+            created = write_marker(self.path, self.name, None, exclusive=True,
+                                   **self._marker_fields())
         except NotADirectoryError:
             raise NotAStoreError(
                 f"'{self.path}' lies inside a file, not a directory; choose another path"
             ) from None
         except OSError as error:
             raise translate_os_error(error, self.path) from error
+        if not created:  # another creator won the race: join its store, as mode allows
+            return self._prepare_directory()
         return True
 
     def _load_marker(self) -> dict:
@@ -404,4 +453,13 @@ class Backend(abc.ABC):
         return marker_shape(self._load_marker(), self.path)
 
     def _write_marker(self) -> None:
-        write_marker(self.path, self.name, self._image_shape)
+        write_marker(self.path, self.name, self._image_shape, **self._marker_fields())
+
+    def _marker_fields(self) -> dict:
+        """A format's own fields in ``store.json`` (its layout version, say)."""
+        return {}
+
+
+def _marker_temporary(entry: Path) -> bool:
+    """A marker another creator is writing at this moment (its process runs)."""
+    return entry.name.startswith(MARKER + ".") and entry.name.endswith(".tmp")

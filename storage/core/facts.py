@@ -38,6 +38,9 @@ class FormatFacts:
     rolls_back_when_damaged: bool | None = None
     # A file-size limit (bytes) that a few batches reach, for the full-disk tests.
     file_size_limit: int | None = None
+    # Store objects on one path see each other's writes (threads and processes sharing a
+    # store); False only for a format whose objects each hold their own copy (the toy).
+    shared_between_objects: bool = True
     # What a power cut does beyond losing unsynced data; None: nothing documented.
     power_loss: str | None = None
 

@@ -1,6 +1,7 @@
 """File-system helpers shared by the backends: atomic small files, du, syncing."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -8,6 +9,7 @@ import json
 import os
 import re
 import resource
+import secrets
 import weakref
 from pathlib import Path
 
@@ -32,15 +34,60 @@ def disk_usage(path: Path) -> int:
     return total
 
 
-def write_json_atomically(path: Path, content: dict) -> None:
-    """Replace ``path`` with ``content``: readers see the old file or the new, never half."""
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w") as file:
-        json.dump(content, file, indent=1)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
+def write_json_atomically(path: Path, content: dict, *, exclusive: bool = False) -> bool:
+    """Replace ``path`` with ``content``: readers see the old file or the new, never half.
+
+    The temporary file's name is this writer's own (pid and a random part), so two
+    writers never write through one. ``exclusive``: create ``path`` only if it does
+    not exist (a hard link fails then), and return whether this call created it.
+    """
+    temp = temporary_name(path)
+    try:
+        with open(temp, "w") as file:
+            json.dump(content, file, indent=1)
+            file.flush()
+            os.fsync(file.fileno())
+        if exclusive:
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return False
+        else:
+            os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
     fsync_directory(path.parent)
+    return True
+
+
+def temporary_name(path: Path) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def leftover_temporaries(path: Path) -> list[Path]:
+    """Temporary files of ``path`` that writers killed mid-write left behind.
+
+    A temporary whose writer process still runs is someone's write in progress: not listed.
+    """
+    pattern = re.compile(re.escape(path.name) + r"\.(\d+)\.[0-9a-f]+\.tmp$|"
+                         + re.escape(path.name) + r"\.tmp$")
+    found = []
+    for entry in path.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and not (match.group(1) and _process_runs(int(match.group(1)))):
+            found.append(entry)
+    return found
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fsync_directory(path: Path) -> None:

@@ -9,7 +9,9 @@ and a ``version`` newer than this library reads is refused by name.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -63,10 +65,39 @@ def marker_shape(marker: dict, directory) -> tuple[int, ...] | None:
     return tuple(shape)
 
 
-def write_marker(directory, backend: str, image_shape, **fields) -> None:
+def write_marker(directory, backend: str, image_shape, *, exclusive: bool = False,
+                 **fields) -> bool:
+    """Write the marker; with ``exclusive``, only if none exists (returns whether it did)."""
     marker = {"format": FORMAT, "backend": backend, "version": VERSION,
               "image_shape": list(image_shape) if image_shape else None, **fields}
-    write_json_atomically(marker_path(directory), {**marker, "crc": marker_crc(marker)})
+    return write_json_atomically(marker_path(directory), {**marker, "crc": marker_crc(marker)},
+                                 exclusive=exclusive)
+
+
+def claim_shape(directory, backend: str, image_shape, **fields) -> tuple[int, ...]:
+    """Record ``image_shape`` unless the marker holds one already; return the one it holds.
+
+    Compare and set across processes and threads: the marker file is locked while
+    it is read and replaced, and a writer that waited on a marker replaced meanwhile
+    locks the new one, so two writers of different shapes never both win.
+    """
+    path = marker_path(directory)
+    while True:
+        with open(path, "rb") as locked:
+            fcntl.flock(locked.fileno(), fcntl.LOCK_EX)
+            try:
+                if os.fstat(locked.fileno()).st_ino != os.stat(path).st_ino:
+                    continue  # replaced while we waited: lock the current one
+            except FileNotFoundError:
+                continue
+            marker = read_marker(directory)
+            held = marker_shape(marker, directory)
+            if held is not None:
+                return held
+            kept = {key: value for key, value in marker.items()
+                    if key not in ("format", "backend", "version", "image_shape", "crc")}
+            write_marker(directory, backend, image_shape, **{**kept, **fields})
+            return tuple(image_shape)
 
 
 def marker_crc(marker: dict) -> int:

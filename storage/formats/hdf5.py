@@ -41,6 +41,7 @@ import ctypes
 import functools
 import os
 import struct
+import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -63,6 +64,7 @@ _LIBVER = ("v110", "latest")  # the oldest file format that supports SWMR
 _ROW_DATASETS = ("images", "labels", "checksums")  # written and flushed before "ids" commits them
 _H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises on bad files
 _ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadata
+_VERIFY_ATTEMPTS = 6  # re-reads of rows an overwrite may be rewriting: about 60 ms in all
 _READ_ATTEMPTS = 24  # retries of a metadata read that fails its checksum: about 20 ms in all
 _writers = weakref.WeakSet()  # stores open for writing in this process
 
@@ -363,25 +365,42 @@ class Hdf5Backend(Backend):
         return images
 
     def _verified(self, ids, rows, images) -> np.ndarray:
-        """The labels of ``rows``, once the images read from them pass their checksums."""
-        try:
-            verify_checksums(ids, self._labels[rows], images, self._checksums[rows], self._where())
-        except CorruptStoreError:
-            if self.mode != "r":
-                raise
-            # Another process may have overwritten these rows since this one loaded them.
-            self._reload_rows(rows)
-            verify_checksums(ids, self._labels[rows], images, self._checksums[rows], self._where())
-        return self._labels[rows]
+        """The labels of ``rows``, once the images read from them pass their checksums.
 
-    def _reload_rows(self, rows) -> None:
-        rows = np.unique(np.arange(len(self._labels))[rows])
-        try:
-            for name, loaded in (("labels", self._labels), ("checksums", self._checksums)):
-                self._dataset(name).refresh()
-                loaded[rows] = self._dataset(name)[rows]
-        except _H5PY_ERRORS:
-            pass  # the check that follows reports the damage
+        Overwrites rewrite rows in place, so a read that meets one (another thread of
+        this object, another store object or process) can see new pixels with the old
+        checksum, or half-written pixels: such rows are read again, labels and checksums
+        from the file, a few times over some milliseconds. Damage stays damage.
+        """
+        rows = np.asarray(np.arange(len(self._labels))[rows])
+        labels, checksums = self._labels[rows], self._checksums[rows]
+        for attempt in range(_VERIFY_ATTEMPTS):
+            bad = image_checksums(ids, labels, images) != checksums
+            if not bad.any():
+                return labels
+            time.sleep(0.001 * 2**attempt)
+            try:
+                fresh_labels, fresh_checksums = self._reread_rows(rows[bad])
+                images[bad] = self._reading(self._read_rows, rows[bad])
+            except (StoreError, *_H5PY_ERRORS):
+                break
+            labels[bad], checksums[bad] = fresh_labels, fresh_checksums
+        verify_checksums(ids, labels, images, checksums, self._where())
+        return labels
+
+    def _reread_rows(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and checksums of ``rows`` as the file holds them now."""
+        unique, inverse = np.unique(rows, return_inverse=True)
+        fresh = []
+        for name in ("labels", "checksums"):
+            dataset = self._dataset(name)
+            if self.mode == "r":
+                dataset.refresh()
+            fresh.append(dataset[unique.tolist()][inverse])
+        if self.mode == "r":
+            self._dataset("images").refresh()
+            self._labels[rows], self._checksums[rows] = fresh
+        return fresh[0].astype(np.int64), fresh[1]
 
     def _where(self) -> str:
         return f"the HDF5 store at '{self.path}'"

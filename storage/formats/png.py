@@ -4,7 +4,11 @@ Layout of a store directory::
 
     store.json        {"format": "image-store", "backend": "png", "image_shape": [H, W, C], ...}
     labels.csv        header "id,label,file,crc", then one row per committed image;
-                      crc: CRC-32 of the row's "id,label,file" text, 8 hex digits
+                      crc: CRC-32 of the row's "id,label,file" text, 8 hex digits.
+                      Only the last row of an id is valid: earlier ones name files
+                      that an overwrite replaced and deleted.
+    labels.len        "<bytes> <crc>": the table's length at its last commit (layout 2);
+                      a table shorter than that lost committed rows: CorruptStoreError
     images/00000042.png         the image with id 42 (ids padded to 8 digits)
     images/00000042.1.png       id 42 after its first overwrite, and so on
 
@@ -20,7 +24,11 @@ committed, each naming a whole image.
 Images are PNGs stored without compression when even that fits in one
 file-system block (CIFAR's 32x32x3: 3,172 bytes in a 4 KiB block, exactly the
 disk a compressed file takes), zlib level 1 otherwise; see ``compression_for``.
-Plain code reads it with ``csv`` and Pillow: ``Image.open(store / row["file"])``.
+Plain code reads it with ``csv`` and Pillow: ``Image.open(store / row["file"])``,
+keeping the last row per id. Each PNG (layout 2, ``"layout": 2`` in store.json)
+carries its own file name in a private chunk (``stNm``, after IHDR) that PNG's
+CRC covers and every read checks: a file copied or moved over another is
+CorruptStoreError, not another image. Pillow skips the chunk.
 PNG's own CRCs and zlib's checksum catch damaged image bytes, the row CRC a
 damaged id, label or file name.
 """
@@ -30,7 +38,9 @@ import csv
 import os
 from dataclasses import dataclass
 import re
+import struct
 import zlib
+from dataclasses import dataclass
 
 import imagecodecs
 import numpy as np
@@ -45,6 +55,12 @@ from storage.core.threads import for_each_slice
 from storage.core.row_index import RowIndex
 
 TABLE = "labels.csv"
+LENGTH = "labels.len"  # the table's length at its last commit: a shorter table lost rows
+NAME_CHUNK = b"stNm"  # private, ancillary, safe to copy: PNG readers skip it
+_AFTER_IHDR = 8 + 25  # signature, then IHDR (length, type, 13 bytes, CRC)
+_READ_ATTEMPTS = 4
+# Layout 2 adds labels.len and each file's name chunk; stores of layout 1 read as before.
+LAYOUT = 2
 HEADER = b"id,label,file,crc\n"
 _UNCHECKED_HEADER = b"id,label,file\n"  # tables written before rows carried a CRC
 IMAGES = "images"
@@ -96,15 +112,27 @@ class PngBackend(Backend):
         file_size_limit=6_000,  # the table outgrows it within a few batches
     )
 
+    def __init__(self, path, mode="r", *, durable=True, **options):
+        self._layout = LAYOUT  # a new store's; an existing store's comes from its marker
+        self._compression = None  # the level in use, chosen from the options when first needed
+        super().__init__(path, mode, durable=durable, **options)
+
     def _zlib_level(self) -> int:
+        if self._compression is None:
+            self._compression = self.options.compression
         if self._compression is None:
             self._compression = compression_for(self.image_shape, os.statvfs(self.path).f_bsize)
         return self._compression
 
+    def _marker_fields(self) -> dict:
+        return {"layout": self._layout} if self._layout > 1 else {}
+
     def _open(self, create: bool) -> None:
         self._compression = self.options.compression
         self._table = self.path / TABLE
+        self._length_file = self.path / LENGTH
         self._image_dir = self.path / IMAGES
+        self._layout = self._load_marker().get("layout", 1)
         # One writer: two would interleave their rows, and one cuts off the other's.
         self._writer_lock = WriterLock(self.path) if self.mode != "r" else None
         try:
@@ -119,18 +147,17 @@ class PngBackend(Backend):
         unfinished = not self._table.exists() and self._read_marker_shape() is None
         if create or (unfinished and self.mode != "r"):
             self._image_dir.mkdir(exist_ok=True)
+            if self._layout > 1:
+                self._record_length(len(HEADER))  # before the table: never more than it holds
             new_table = self._table.with_name(TABLE + ".new")
             with open(new_table, "wb") as table:
                 table.write(HEADER)
             os.replace(new_table, self._table)  # a table is whole, header and all
             fsync_directory(self.path)
         if unfinished and self.mode == "r":
-            ids, labels, files = np.zeros(0, np.int64), np.zeros(0, np.int64), []
+            self._state = _Table(RowIndex(np.zeros(0, np.int64)), np.zeros(0, np.int64), [])
         else:
-            ids, labels, files = self._load_table()
-        self._index = RowIndex(ids)
-        self._labels = labels
-        self._files = files
+            self._state = self._load_table()
         if self.mode != "r":
             self._remove_uncommitted_files()
 
@@ -139,7 +166,9 @@ class PngBackend(Backend):
             self._writer_lock.release()
 
     # ---- the label table ---------------------------------------------------------------
-    def _load_table(self):
+    def _load_table(self) -> "_Table":
+        # The length first: the table only grows, and its length is recorded after rows land.
+        recorded = self._recorded_length() if self._layout > 1 else 0
         try:
             content = self._table.read_bytes()
         except FileNotFoundError:
@@ -152,6 +181,11 @@ class PngBackend(Backend):
         # A last line without its newline was cut short by a crash: not committed. A
         # writer cuts it off, or the next row appended would be glued to it.
         committed = content.rfind(b"\n") + 1
+        if committed < recorded:
+            raise CorruptStoreError(
+                f"'{self._table}' holds {committed} bytes of whole rows, but its last commit "
+                f"recorded {recorded} in {LENGTH}: rows are missing, the store is damaged "
+                "(restore it from a copy)")
         if committed < len(content) and self.mode != "r":
             os.truncate(self._table, committed)
         lines = content[len(header):committed].splitlines()
@@ -162,7 +196,28 @@ class PngBackend(Backend):
         ids = np.fromiter(latest.keys(), dtype=np.int64, count=len(latest))
         labels = np.fromiter((row[0] for row in latest.values()), np.int64, len(latest))
         files = [row[1].decode() for row in latest.values()]
-        return ids, labels, files
+        return _Table(RowIndex(ids), labels, files)
+
+    # ---- the commit record: how long the table was at its last commit ----------------------
+    def _recorded_length(self) -> int:
+        try:
+            content = self._length_file.read_bytes()
+        except FileNotFoundError:
+            raise CorruptStoreError(
+                f"the PNG store at '{self.path}' has no {LENGTH}; it is damaged") from None
+        digits, _, crc = content.rstrip(b"\n").partition(b" ")
+        if not digits.isdigit() or _row_crc(digits) != crc:
+            raise CorruptStoreError(f"'{self._length_file}' fails its CRC; the store is damaged")
+        return int(digits)
+
+    def _record_length(self, length: int) -> None:
+        """Overwrite the record in place: one small write, all or nothing for a kill."""
+        digits = b"%020d" % length
+        descriptor = os.open(self._length_file, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(descriptor, digits + b" " + _row_crc(digits) + b"\n", 0)
+        finally:
+            os.close(descriptor)
 
     def _parse_row(self, line: bytes, number: int) -> tuple[int, int, bytes]:
         if self._checked_rows:
@@ -198,27 +253,35 @@ class PngBackend(Backend):
             except OSError:
                 os.ftruncate(descriptor, end)  # no half row left to swallow the next one
                 raise
+            if self._layout > 1:
+                if self.durable:
+                    os.fsync(descriptor)  # the rows reach the disk before the record of them
+                self._record_length(end + len(rows))
         finally:
             os.close(descriptor)
 
     def _remove_uncommitted_files(self) -> None:
-        named = set(self._files)
+        named = set(self._state.files)
         for entry in os.scandir(self._image_dir):
             if f"{IMAGES}/{entry.name}" not in named:
                 os.unlink(entry.path)
 
     # ---- writing -----------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
-        rows, found = self._index.rows(ids)
-        files = [self._new_file_name(key, self._files[row] if was_there else None)
+        state = self._state
+        rows, found = state.index.rows(ids)
+        if found.any() and not overwrite:
+            self._raise_duplicates(ids[found])
+        files = [self._new_file_name(key, state.files[row] if was_there else None)
                  for key, row, was_there in zip(ids.tolist(), rows.tolist(), found.tolist())]
 
-        root, level = str(self.path), self._zlib_level()
+        root, level, bound = str(self.path), self._zlib_level(), self._layout > 1
 
         def encode_and_write(start, stop):
             for i in range(start, stop):
+                encoded = imagecodecs.png_encode(images[i], level=level)
                 _write_file(os.path.join(root, files[i]),
-                            imagecodecs.png_encode(images[i], level=level))
+                            _with_name(encoded, files[i]) if bound else encoded)
 
         for_each_slice(encode_and_write, len(ids))
         if self.durable:
@@ -233,66 +296,135 @@ class PngBackend(Backend):
         return f"{IMAGES}/{key:08d}.{int(generation or 0) + 1}.png"
 
     def _commit_in_memory(self, ids, labels, files, rows, found) -> None:
-        for i in np.flatnonzero(found):
-            os.unlink(self.path / self._files[rows[i]])  # superseded, committed elsewhere now
-            self._files[rows[i]] = files[i]
-            self._labels[rows[i]] = labels[i]
+        """Swap in a new table state: readers of this object hold the old one or the new,
+        each pairing every file with its own label (a state is never changed in place)."""
+        state = self._state
+        index, all_labels, all_files = state.index, state.labels, state.files
+        superseded = []
+        if found.any():
+            all_labels, all_files = all_labels.copy(), list(all_files)
+            for i in np.flatnonzero(found):
+                superseded.append(all_files[rows[i]])
+                all_files[rows[i]] = files[i]
+                all_labels[rows[i]] = labels[i]
         new = ~found
         if new.any():
-            self._index = self._index.appended(ids[new])
-            self._labels = np.concatenate([self._labels, labels[new]])
-            self._files.extend(file for file, is_new in zip(files, new) if is_new)
+            index = index.appended(ids[new])
+            all_labels = np.concatenate([all_labels, labels[new]])
+            all_files = [*all_files, *(file for file, is_new in zip(files, new) if is_new)]
+        self._state = _Table(index, all_labels, all_files)
+        for file in superseded:  # committed elsewhere now; a reader that still had it retries
+            os.unlink(self.path / file)
 
     def _sync(self) -> None:
         with open(self._table, "ab") as table:
             os.fsync(table.fileno())
+        if self._layout > 1:
+            with open(self._length_file, "rb+") as length:
+                os.fsync(length.fileno())
 
     # ---- reading -----------------------------------------------------------------------
     def _read_one(self, key):
-        row = self._index.row(key)
-        if row is None:
-            raise self._missing([key])
-        image = np.empty(self.image_shape, np.uint8)
-        self._decode_into(image, self._files[row])
-        return image, int(self._labels[row])
+        images, labels = self._read_many(np.array([key], np.int64))
+        return images[0], int(labels[0])
 
     def _read_many(self, ids):
-        rows, found = self._index.rows(ids)
+        rows, found = self._state.index.rows(ids)
         if not found.all():
             raise self._missing(ids[~found])
         images = np.empty((len(ids), *self.image_shape), np.uint8)
-        files = [self._files[row] for row in rows.tolist()]
+        labels = np.empty(len(ids), np.int64)
+        pending = np.arange(len(ids))
+        for attempt in range(_READ_ATTEMPTS):
+            state = self._state  # one state for the whole read: files and labels agree
+            rows, found = state.index.rows(ids[pending])
+            if not found.all():
+                raise self._missing(ids[pending][~found])
+            files = [state.files[row] for row in rows.tolist()]
+            gone = np.zeros(len(pending), bool)
 
-        def decode(start, stop):
-            for i in range(start, stop):
-                self._decode_into(images[i], files[i])
+            def decode(start, stop):
+                for i in range(start, stop):
+                    gone[i] = not self._decode_into(images[pending[i]], files[i])
 
-        for_each_slice(decode, len(ids))
-        return images, self._labels[rows]
+            for_each_slice(decode, len(pending))
+            labels[pending] = state.labels[rows]
+            if not gone.any():
+                return images, labels
+            # A writer replaced those images since this state was taken (their old files
+            # are deleted once the new rows are committed): read them again as they are now.
+            missing = [files[i] for i in np.flatnonzero(gone)]
+            pending = pending[gone]
+            if self._state is state and not self._reload_state():
+                break
+        path = os.path.join(self.path, missing[0])
+        raise CorruptStoreError(f"'{path}' is named in {TABLE} but missing; the store is damaged")
 
-    def _decode_into(self, out: np.ndarray, file: str) -> None:
+    def _reload_state(self) -> bool:
+        """Read the table again (a reader's view, after a writer in another process
+        committed); False where nothing new can come: this object is the writer."""
+        if self.mode != "r":
+            return False
+        self._state = self._load_table()
+        return True
+
+    def _decode_into(self, out: np.ndarray, file: str) -> bool:
+        """Decode ``file`` into ``out``; False when it is gone."""
         path = os.path.join(self.path, file)
         try:
-            imagecodecs.png_decode(_read_file(path), out=out.reshape(_decoded_shape(out.shape)))
+            content = _read_file(path)
+            if self._layout > 1:
+                content = _without_name(content, file, path)
+            imagecodecs.png_decode(content, out=out.reshape(_decoded_shape(out.shape)))
         except FileNotFoundError:
-            raise CorruptStoreError(
-                f"'{path}' is named in {TABLE} but missing; the store is damaged") from None
+            return False
         except (imagecodecs.PngError, ValueError, TypeError, OSError) as error:
             raise CorruptStoreError(
                 f"'{path}' is not a valid {out.shape} PNG ({error}); the image is damaged"
             ) from error
+        return True
 
     def _ids(self):
-        return self._index.sorted_ids
+        return self._state.index.sorted_ids
 
     def _count(self):
-        return len(self._index)
+        return len(self._state.index)
+
+
+@dataclass(frozen=True)
+class _Table:
+    """The committed table as this object knows it; replaced whole, never changed in place."""
+    index: RowIndex
+    labels: np.ndarray
+    files: list[str]
+
+
+def _with_name(png: bytes, file: str) -> bytes:
+    """``png`` with a chunk naming its own file right after IHDR: PNG's CRC over it binds
+    the pixels to one id and version, so a file copied over another is not read as it."""
+    name = file.encode()
+    chunk = (struct.pack(">I", len(name)) + NAME_CHUNK + name
+             + struct.pack(">I", zlib.crc32(NAME_CHUNK + name)))
+    return png[:_AFTER_IHDR] + chunk + png[_AFTER_IHDR:]
+
+
+def _without_name(content: bytes, file: str, path: str) -> bytes:
+    """The PNG without its name chunk, once the chunk names ``file`` (checked on every read)."""
+    name = file.encode()
+    end = _AFTER_IHDR + 12 + len(name)
+    expected = (struct.pack(">I", len(name)) + NAME_CHUNK + name
+                + struct.pack(">I", zlib.crc32(NAME_CHUNK + name)))
+    if content[_AFTER_IHDR:end] != expected:
+        raise CorruptStoreError(
+            f"'{path}' does not carry its own name ({file}): it is another image's file, "
+            "copied or moved here; the store is damaged")
+    return content[:_AFTER_IHDR] + content[end:]
 
     def _contains_many(self, ids):
-        return self._index.rows(ids)[1]
+        return self._state.index.rows(ids)[1]
 
     def _max_id(self):
-        return self._index.max_id
+        return self._state.index.max_id
 
 
 def compression_for(image_shape, block_size: int) -> int:

@@ -195,3 +195,88 @@ def test_read_only_directory(backend_name):
         for directory, _, _ in os.walk(root):
             os.chmod(directory, 0o755)
         shutil.rmtree(root)
+
+
+# ---- input that slipped through, or met an untyped error or a misleading message -------------
+from storage.errors import (ImageFormatError, InvalidOptionError, LabelError,  # noqa: E402
+                            ShapeMismatchError)
+
+IMAGE = batch_for([0])[0][0]
+BAD_CALLS = {
+    "bool among ids read": (lambda s: s.read_many([0, True]), InvalidKeyError, "bool"),
+    "bool among ids written": (lambda s: s.write_many(*batch_for([50, 51]), ids=[50, True]),
+                               InvalidKeyError, "bool"),
+    "bool among labels": (lambda s: s.write_many(batch_for([50, 51])[0], [1, True], ids=[50, 51]),
+                          LabelError, "bool"),
+    "bytes as ids": (lambda s: s.read_many(b"\x02\x03"), InvalidKeyError, "bytes"),
+    "a set of ids": (lambda s: s.read_many({1, 2}), InvalidKeyError, "sorted"),
+    "ragged images": (lambda s: s.write_many([IMAGE, np.zeros((8, 8, 3), np.uint8)], [1, 2]),
+                      ImageFormatError, "differ in shape"),
+    "a range past int64": (lambda s: s.read_many(range(0, 2**64)), InvalidKeyError, "outside"),
+    "a range too long to read": (lambda s: s.read_many(range(0, 2**62)), InvalidKeyError,
+                                 "at once"),
+    "huge ids": (lambda s: s.read_many([2**63, 1]), InvalidKeyError, "int64"),
+    "huge labels": (lambda s: s.write_many(batch_for([50, 51])[0], [2**63, 1], ids=[50, 51]),
+                    LabelError, "int64"),
+    "a slice as ids": (lambda s: s.read_many(slice(0, 3)), InvalidKeyError, "range"),
+    "an empty list of images": (lambda s: s.write_many([], []), ImageFormatError, "no images"),
+    "an empty batch of another shape": (
+        lambda s: s.write_many(np.zeros((0, 8, 8, 3), np.uint8), []), ShapeMismatchError, "shape"),
+}
+
+
+@pytest.mark.parametrize("call", list(BAD_CALLS))
+def test_bad_call_is_refused_by_name(backend_name, new_store_path, call):
+    path = new_store_path()
+    fill(path, backend_name, range(10))
+    before = snapshot(path)
+    run, error, words = BAD_CALLS[call]
+    with open_store(path, backend_name, mode="a") as store:
+        with pytest.raises(error, match=words):
+            run(store)
+    assert snapshot(path) == before
+    assert_holds(path, dict.fromkeys(range(10), 0))
+
+
+BAD_OPTIONS = {
+    "mode='rw'": (dict(mode="rw"), "mode must be one of"),
+    "an unknown keyword": (dict(mode="w", compresion=3), "has no option 'compresion'"),
+    "durable='yes'": (dict(mode="w", durable="yes"), "durable must be True or False"),
+    "a path of another type": (dict(mode="w", path=3.5), "path must be a str"),
+}
+BACKEND_OPTIONS = {
+    "png": {"compression=11": (dict(compression=11), "zlib level"),
+            "compression=True": (dict(compression=True), "zlib level")},
+    "lmdb": {"map_size=-1": (dict(map_size=-1), "map_size' of backend 'lmdb' must be"),
+             "map_size='big'": (dict(map_size="big"), "map_size' of backend 'lmdb' must be"),
+             "map_size=2**70": (dict(map_size=2**70), "map_size' of backend 'lmdb' must be"),
+             "map_size=4096": (dict(map_size=4096), "map_size' of backend 'lmdb' must be")},
+}
+
+
+@pytest.mark.parametrize("option", list(BAD_OPTIONS))
+def test_bad_option_leaves_nothing_behind(backend_name, tmp_path, option):
+    """Refused before anything is created: a retry with mode='w' then works."""
+    refused_before_creating(backend_name, tmp_path, *BAD_OPTIONS[option])
+
+
+@pytest.mark.parametrize("backend, option", [(backend, option) for backend, options
+                                             in BACKEND_OPTIONS.items() for option in options])
+def test_bad_backend_option_leaves_nothing_behind(backend, tmp_path, option):
+    refused_before_creating(backend, tmp_path, *BACKEND_OPTIONS[backend][option])
+
+
+def refused_before_creating(backend, tmp_path, options, words) -> None:
+    options = {"mode": "w", **options}
+    path = options.pop("path", tmp_path / "store")
+    with pytest.raises(InvalidOptionError, match=words):
+        open_store(path, backend, **options)
+    assert not (tmp_path / "store").exists()
+    with open_store(tmp_path / "store", backend, mode="w") as store:
+        store.write_many(*batch_for(range(3)))
+
+
+def test_a_bytes_path_is_a_path(backend_name, tmp_path):
+    with open_store(os.fsencode(tmp_path / "store"), backend_name, mode="w") as store:
+        store.write_many(*batch_for(range(3)))
+    assert_holds(tmp_path / "store", dict.fromkeys(range(3), 0))

@@ -5,13 +5,20 @@ Layout of a store directory::
     store.json    {"format": "image-store", "backend": "lmdb", "image_shape": [H, W, C], ...}
     data.mdb      the LMDB environment, two named databases:
       b"meta"     b"image_shape" -> 3 x uint32 LE, b"chunk_images" -> uint32 LE K,
-                  b"count" -> uint64 LE number of images
+                  b"count" -> uint64 LE number of images (for plain readers; len()
+                  counts the chunks' headers)
       b"chunks"   key: id // K as 8-byte big-endian (key order is id order)
                   value: up to K images, see ``storage.formats.lmdb.chunk`` for its bytes
     lock.mdb      LMDB's reader table
 
-Plain py-lmdb reads it: ``env.open_db(b"chunks")``, then slice a value as the
-chunk layout says. Every write is one transaction: a crash leaves the last
+K is per store: images per chunk for about 256 KiB (``chunk_images_for``: 64
+for 32x32x3, 16 for 64x64x3, 1 for 224x224x3); read it from ``meta``. Plain
+py-lmdb reads it: ``env = lmdb.open(path, max_dbs=2, readonly=True)`` (named
+databases need ``max_dbs``; ``python -m lmdb stat`` shows only the main one),
+``env.open_db(b"chunks")``, then slice a value as the chunk layout says. K and
+the shape read from ``meta`` are checked against the marker. Writers in several
+processes may write at once; automatic ids are chosen inside the write's own
+transaction. Every write is one transaction: a crash leaves the last
 committed state. The map grows by itself when full, to fit a whole batch;
 readers in other processes pick the new size up without help. Reader slots
 left taken by killed processes are cleared when the slots run out; when they
@@ -26,6 +33,7 @@ import errno
 import os
 import struct
 from dataclasses import dataclass
+import sys
 
 import lmdb
 import numpy as np
@@ -41,6 +49,8 @@ from storage.formats.lmdb.plain import read_plainly
 
 _CHUNK_BYTES = 256 * 1024  # a chunk fills about 64 LMDB pages
 _INITIAL_MAP_SIZE = 64 * 1024**2
+_MIN_MAP_SIZE = 64 * 1024  # 16 pages: LMDB needs room for its meta and first tree pages
+_MAX_MAP_SIZE = 2**46  # beyond the address space a process can map
 _KEY = struct.Struct(">Q")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -59,8 +69,10 @@ def chunk_images_for(image_shape) -> int:
 @dataclass(frozen=True)
 class LmdbOptions(Options):
     # The map LMDB starts with; it grows by itself when a batch does not fit.
-    map_size: int = option(_INITIAL_MAP_SIZE, "a positive number of bytes (an int)",
-                           lambda value: is_int(value) and value > 0)
+    map_size: int = option(_INITIAL_MAP_SIZE,
+                           "a positive number of bytes (an int) from 64 KiB to 2**46; "
+                           "the map grows by itself, so the default suits most stores",
+                           lambda value: is_int(value) and _MIN_MAP_SIZE <= value <= _MAX_MAP_SIZE)
 
 
 class LmdbBackend(Backend):
@@ -78,6 +90,7 @@ class LmdbBackend(Backend):
         rolls_back_when_damaged=True,
         file_size_limit=2_000_000,
     )
+    concurrent_writers = True  # LMDB serializes writers of any process itself
 
     def _open(self, create: bool) -> None:
         try:
@@ -90,14 +103,14 @@ class LmdbBackend(Backend):
                 f"cannot open the LMDB environment at '{self.path}': {error}") from error
         try:
             self._check_length()
-            self._open_databases()
-        except lmdb.NotFoundError:
-            if self._read_marker_shape() is not None:
-                self._close()
-                raise CorruptStoreError(f"the LMDB store at '{self.path}' lacks its databases; "
-                                        "it is damaged") from None
-            # Its creation was cut short: it holds nothing, and the next writer finishes it.
-            self._meta_db = self._chunks_db = None
+            if not self._open_databases():
+                if self._read_marker_shape() is not None:
+                    raise CorruptStoreError(f"the LMDB store at '{self.path}' lacks its "
+                                            "databases; it is damaged")
+                # Its creation was cut short (or is under way): it holds nothing, and a
+                # writer creates them now, in a commit of their own.
+                if self.mode != "r":
+                    self._write_txn(lambda txn: None)
         except lmdb.Error as error:
             self._close()
             raise CorruptStoreError(
@@ -116,14 +129,19 @@ class LmdbBackend(Backend):
                 f"'{self.path / 'data.mdb'}' is cut short ({length} bytes for {pages} pages); "
                 "the store is damaged")
 
-    def _open_databases(self) -> None:
+    def _open_databases(self) -> bool:
+        """Take the shared database handles; False while the store has no databases yet."""
         try:
-            self._meta_db = self._env.open_db(b"meta", create=self.mode != "r")
-            self._chunks_db = self._env.open_db(b"chunks", create=self.mode != "r")
+            handles = lmdb_env.databases(str(self.path), self._env)
         except lmdb.ReadersFullError as error:
             if self._env.reader_check() == 0:  # no slots of killed processes to clear
                 raise self._readers_full(error) from error
-            self._open_databases()
+            return self._open_databases()
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)
+            return self._open_databases()
+        self._meta_db, self._chunks_db = handles or (None, None)
+        return handles is not None
 
     def _readers_full(self, error) -> ReadersFullError:
         return ReadersFullError(
@@ -173,14 +191,21 @@ class LmdbBackend(Backend):
             raise CorruptStoreError(
                 f"cannot read the LMDB store at '{self.path}' ({error}); it is damaged") from error
 
-    def _write_txn(self, work, size: int = 0) -> None:
+    def _write_txn(self, work, size: int = 0):
         """Run ``work(txn)`` in one transaction of about ``size`` bytes, growing the map to fit."""
         replaced = False
         while True:
+            creating = self._chunks_db is None  # the store's first commit creates them
+            if creating and self._open_databases():  # another writer created them meanwhile
+                creating = False
             try:
                 with self._env.begin(write=True) as txn:
-                    work(txn)
-                return
+                    if creating:
+                        self._meta_db, self._chunks_db = lmdb_env.create_databases(self._env, txn)
+                    result = work(txn)
+                if creating:  # share the handles, now that they exist
+                    lmdb_env.databases(str(self.path), self._env, (self._meta_db, self._chunks_db))
+                return result
             except lmdb.MapFullError:
                 info, page = self._env.info(), self._env.stat()["psize"]
                 used = (info["last_pgno"] + 1) * page
@@ -194,6 +219,9 @@ class LmdbBackend(Backend):
                 replaced = True
             except lmdb.Error as error:
                 raise self._write_error(error, size) from error
+            finally:
+                if creating and sys.exc_info()[0] is not None:
+                    self._meta_db = self._chunks_db = None  # an aborted commit closed them
 
     def _write_error(self, error: lmdb.Error, size: int) -> Exception:
         """Our typed error for a failed commit: LMDB reports a short write as EIO."""
@@ -208,20 +236,52 @@ class LmdbBackend(Backend):
                 "committed before is intact: free space and write again")
         return error
 
+    def _empty(self) -> bool:
+        """Nothing to read: no shape yet, or no databases (another writer's first commit
+        may have created them since this object opened)."""
+        return self.image_shape is None or (self._chunks_db is None
+                                            and not self._open_databases())
+
     def _meta(self, txn, key: bytes, layout: struct.Struct):
         value = txn.get(key, db=self._meta_db)
         return None if value is None else layout.unpack(bytes(value))
 
     def _chunk_size(self, txn) -> int:
+        """Images per chunk (K): every id's key depends on it, so it is checked, not trusted.
+
+        K follows from the image shape (``chunk_images_for``), and the ``meta`` values
+        must agree with it and with ``store.json``: a damaged K would send reads to
+        other ids' slots.
+        """
         if self._chunk_images is None:
+            expected = chunk_images_for(self.image_shape)
             stored = self._meta(txn, b"chunk_images", _U32)
             if stored is None:
-                return chunk_images_for(self.image_shape)
+                return expected
+            shape = self._meta(txn, b"image_shape", _SHAPE)
+            if stored[0] != expected or (shape is not None and shape != self.image_shape):
+                raise CorruptStoreError(
+                    f"the meta database of the LMDB store at '{self.path}' holds "
+                    f"{stored[0]} images per chunk and shape {shape}, where images of shape "
+                    f"{self.image_shape} take {expected}; the store is damaged")
             self._chunk_images = stored[0]
         return self._chunk_images
 
     # ---- writing -------------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
+        self._write_txn(lambda txn: self._put_batch(txn, ids, images, labels, overwrite),
+                        images.nbytes)
+
+    def _append_many(self, images, labels):
+        """The ids after the largest held, chosen inside the commit: another writer
+        process appending at the same time gets the ids after these, never the same."""
+        def work(txn):
+            ids = self._new_ids(self._next_id_in(txn), len(images))
+            self._put_batch(txn, ids, images, labels, False)
+            return ids
+        return self._write_txn(work, images.nbytes)
+
+    def _put_batch(self, txn, ids, images, labels, overwrite) -> None:
         shape = images.shape[1:]
         # In id order, each chunk's images are one contiguous slice (no gather copies).
         sorted_ids, sorted_images, sorted_labels = ids, images, labels
@@ -229,28 +289,30 @@ class LmdbBackend(Backend):
             order = np.argsort(ids, kind="stable")
             sorted_ids, sorted_images, sorted_labels = ids[order], images[order], labels[order]
 
-        def work(txn):
-            chunk_images = self._chunk_size(txn)
-            if self._meta(txn, b"chunk_images", _U32) is None:
-                txn.put(b"chunk_images", _U32.pack(chunk_images), db=self._meta_db)
-                txn.put(b"image_shape", _SHAPE.pack(*shape), db=self._meta_db)
-            added = 0
-            for start, stop in _runs(sorted_ids // chunk_images):
-                number = int(sorted_ids[start] // chunk_images)
-                new = Chunk((sorted_ids[start:stop] % chunk_images).astype(np.uint32),
-                            sorted_labels[start:stop], sorted_images[start:stop])
-                key = _KEY.pack(number)
-                stored = txn.get(key, db=self._chunks_db)
-                if stored is not None:
-                    old = Chunk.parse(stored, shape, self._where(number), number)
-                    added -= int(np.isin(old.slots, new.slots).sum())  # replaced, not added
-                    new = old.merged(new)
-                added += stop - start
-                txn.put(key, new.to_bytes(number), db=self._chunks_db)
-            count = (self._meta(txn, b"count", _U64) or (0,))[0]
-            txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
-
-        self._write_txn(work, images.nbytes)
+        chunk_images = self._chunk_size(txn)
+        if self._meta(txn, b"chunk_images", _U32) is None:
+            txn.put(b"chunk_images", _U32.pack(chunk_images), db=self._meta_db)
+            txn.put(b"image_shape", _SHAPE.pack(*shape), db=self._meta_db)
+        added = 0
+        for start, stop in _runs(sorted_ids // chunk_images):
+            number = int(sorted_ids[start] // chunk_images)
+            new = Chunk((sorted_ids[start:stop] % chunk_images).astype(np.uint32),
+                        sorted_labels[start:stop], sorted_images[start:stop])
+            key = _KEY.pack(number)
+            stored = txn.get(key, db=self._chunks_db)
+            if stored is not None:
+                old = Chunk.parse(stored, shape, self._where(number), number)
+                clashes = np.isin(old.slots, new.slots)
+                if clashes.any() and not overwrite:
+                    clashing = old.slots[clashes].astype(np.int64)
+                    self._raise_duplicates(clashing + number * chunk_images)
+                added -= int(clashes.sum())
+                new = old.merged(new)
+            added += stop - start
+            txn.put(key, new.to_bytes(number), db=self._chunks_db)
+        # Kept for plain readers; len() counts the chunks' own (checked) headers instead.
+        count = (self._meta(txn, b"count", _U64) or (0,))[0]
+        txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
 
     def _sync(self) -> None:
         self._env.sync(True)
@@ -260,9 +322,9 @@ class LmdbBackend(Backend):
         return f"chunk {number} of the LMDB store at '{self.path}'"
 
     def _read_one(self, key):
+        if self._empty():
+            raise self._missing([key])
         with self._reading() as txn:
-            if self.image_shape is None:
-                raise self._missing([key])
             chunk_images = self._chunk_size(txn)
             number, slot = divmod(key, chunk_images)
             value = txn.get(_KEY.pack(number), db=self._chunks_db)
@@ -275,7 +337,7 @@ class LmdbBackend(Backend):
             return chunk.pixels[position].copy(), int(chunk.labels[position])
 
     def _read_many(self, ids):
-        if self.image_shape is None:
+        if self._empty():
             raise self._missing(ids)
         images = np.empty((len(ids), *self.image_shape), np.uint8)
         labels = np.empty(len(ids), np.int64)
@@ -307,9 +369,9 @@ class LmdbBackend(Backend):
 
     def _ids(self):
         parts = []
+        if self._empty():
+            return np.zeros(0, np.int64)
         with self._reading() as txn:
-            if self.image_shape is None:
-                return np.zeros(0, np.int64)
             chunk_images = self._chunk_size(txn)
             for key, value in txn.cursor(db=self._chunks_db):
                 number = _KEY.unpack(bytes(key))[0]
@@ -318,13 +380,18 @@ class LmdbBackend(Backend):
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def _count(self):
+        """The images in every chunk, from their headers: the ``count`` value in ``meta``
+        has no check of its own, and a damaged one must not change len()."""
+        if self._empty():
+            return 0
         with self._reading() as txn:
-            return (self._meta(txn, b"count", _U64) or (0,))[0]
+            return sum(Chunk.count_in(value, self.image_shape, self._where(
+                _KEY.unpack(bytes(key))[0])) for key, value in txn.cursor(db=self._chunks_db))
 
     def _contains_many(self, ids):
         held = np.zeros(len(ids), bool)
         with self._reading() as txn:
-            if self.image_shape is None:
+            if self._empty():
                 return held
             for group, _chunk, _positions, found in self._lookup(txn, ids):
                 held[group] = found
@@ -338,6 +405,17 @@ class LmdbBackend(Backend):
             number = _KEY.unpack(bytes(cursor.key()))[0]
             chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number), number)
             return number * self._chunk_size(txn) + int(chunk.slots[-1])
+
+    def _next_id_in(self, txn) -> int:
+        """The next automatic id, read inside the writer's own transaction."""
+        if self._chunks_db is None:
+            return 0
+        cursor = txn.cursor(db=self._chunks_db)
+        if not cursor.last():
+            return 0
+        number = _KEY.unpack(bytes(cursor.key()))[0]
+        chunk = Chunk.parse(cursor.value(), self.image_shape, self._where(number), number)
+        return number * self._chunk_size(txn) + int(chunk.slots[-1]) + 1
 
 
 def _runs(values: np.ndarray):

@@ -59,6 +59,16 @@ class Chunk:
         pixels = np.frombuffer(value, np.uint8, count * image_bytes, offset + 12 * count)
         return cls(slots, labels, pixels.reshape(count, *image_shape))
 
+    @staticmethod
+    def count_in(value, image_shape, where: str) -> int:
+        """The number of images a value holds, from its header, checked against its length."""
+        if len(value) < _HEADER.size:
+            raise CorruptStoreError(f"{where} is truncated ({len(value)} bytes)")
+        magic, count, _checksum, _key_checksum = _HEADER.unpack_from(value)
+        if magic != MAGIC or len(value) != _HEADER.size + count * (12 + int(np.prod(image_shape))):
+            raise CorruptStoreError(f"{where} is not a chunk of {tuple(image_shape)} images")
+        return count
+
     def to_bytes(self, number: int) -> bytearray:
         """The value to store under chunk ``number``."""
         count = len(self.slots)
