@@ -141,8 +141,11 @@ def _verify(arguments) -> int:
         print(f"'{report.path}': {report.count:,} images verified, clean "
               f"({report.seconds:.1f} s, {rate:,.0f} images/s)")
         return 0
-    print(f"'{report.path}': DAMAGED: {len(report.damaged):,} of {report.count:,} images "
-          f"fail their checks")
+    if report.damaged:
+        print(f"'{report.path}': DAMAGED: {len(report.damaged):,} of {report.count:,} images "
+              f"fail their checks")
+    else:
+        print(f"'{report.path}': DAMAGED: {len(report.problems)} integrity record(s) fail")
     if report.damaged:
         print(f"damaged ids: {id_ranges(report.damaged)}")
     for problem in report.problems:

@@ -5,15 +5,29 @@ import json
 from pathlib import Path
 
 from storage import backend_of, open_store
-from storage.convert.single import RECORD
-from storage.registry import container_backends
+from storage.convert.single import RECORD, refuse_unfinished
+from storage.errors import UnknownBackendError
+from storage.registry import BACKENDS, backend_class, container_backends
 from storage.sharded.index import INDEX_FORMAT, VERSION
+
+
+def store_format(path) -> str:
+    """The format of the store at ``path``, refusing a missing, unfinished or unknown one."""
+    refuse_unfinished(path)
+    backend = backend_of(path)
+    try:
+        backend_class(backend)
+    except UnknownBackendError:
+        raise UnknownBackendError(
+            f"the store at '{path}' is in the format {backend!r}, which this version does not "
+            f"read (it reads {sorted(BACKENDS)}); upgrade the storage library") from None
+    return backend
 
 
 def store_info(path) -> dict:
     """The facts ``info`` prints, as a dict (``--json`` prints it as is)."""
     path = Path(path)
-    backend = backend_of(path)
+    backend = store_format(path)
     marker = json.loads((path / "store.json").read_text())
     with open_store(path) as store:
         ids = store.ids()

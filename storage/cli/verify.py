@@ -16,6 +16,7 @@ import numpy as np
 
 from storage import backend_of, open_store
 from storage.errors import CorruptStoreError, KeyNotFoundError, StoreError
+from storage.cli.info import store_format
 from storage.registry import container_backends
 from storage.sharded.index import ContentChecksum, read_index
 
@@ -39,20 +40,22 @@ def verify_store(path, progress=None) -> VerifyReport:
     """Check the store at ``path``; a store that cannot even be opened raises."""
     started = time.monotonic()
     report = VerifyReport(str(path))
-    if backend_of(path) in container_backends():
+    if store_format(path) in container_backends():
         _verify_sharded(Path(path), report, progress)
     else:
         try:
             store = open_store(path)
-        except CorruptStoreError as error:
-            report.problems.append(str(error))
+            ids = store.ids()
+        except Exception as error:
+            if not is_damage(error):
+                raise
+            report.problems.append(f"the store cannot be opened: {error}")
         else:
             with store:
-                ids = store.ids()
                 report.count = len(ids)
                 if progress:
                     progress.start(len(ids))
-                report.damaged += _scan(store, ids, None, progress)
+                report.damaged += _scan(store, ids, None, progress, report.problems)
     if progress:
         progress.finish()
     report.seconds = time.monotonic() - started
@@ -83,7 +86,7 @@ def _verify_sharded(path: Path, report: VerifyReport, progress) -> None:
             continue
         checksum = ContentChecksum()
         with store:
-            damaged = _scan(store, expected, checksum, progress)
+            damaged = _scan(store, expected, checksum, progress, report.problems)
         report.damaged += damaged
         if not damaged and (checksum.images, checksum.labels) != (
                 shard.images_crc32, shard.labels_crc32):
@@ -92,7 +95,19 @@ def _verify_sharded(path: Path, report: VerifyReport, progress) -> None:
                 "labels than its index checksum records")
 
 
-def _scan(store, ids: np.ndarray, checksum, progress) -> list[int]:
+def is_damage(error: BaseException) -> bool:
+    """Whether a read failed on the stored bytes, rather than on how it was asked.
+
+    Our formats raise CorruptStoreError; the references reproduce classic code that lets
+    its library's own errors through (Pillow's OSError, NumPy's ValueError).
+    """
+    if isinstance(error, (CorruptStoreError, KeyNotFoundError)):
+        return True
+    return isinstance(error, (OSError, ValueError, EOFError)) and not isinstance(error,
+                                                                              StoreError)
+
+
+def _scan(store, ids: np.ndarray, checksum, progress, problems: list[str]) -> list[int]:
     """Damaged ids among ``ids``; feeds ``checksum`` while every batch reads clean."""
     batch = max(1, BATCH_BYTES // max(1, math.prod(store.image_shape or (1,))))
     damaged: list[int] = []
@@ -100,7 +115,11 @@ def _scan(store, ids: np.ndarray, checksum, progress) -> list[int]:
         part = ids[first:first + batch]
         try:
             images, labels = store.read_many(part)
-        except (CorruptStoreError, KeyNotFoundError):
+        except Exception as error:
+            if not is_damage(error):
+                raise
+            if not damaged:  # the first failure says what kind of damage it is
+                problems.append(f"reading ids {part[0]}..{part[-1]} failed: {error}")
             damaged += _bisect(store, part)
             checksum = None
         else:
@@ -115,7 +134,9 @@ def _bisect(store, ids: np.ndarray) -> list[int]:
     try:
         store.read_many(ids)
         return []
-    except (CorruptStoreError, KeyNotFoundError):
+    except Exception as error:
+        if not is_damage(error):
+            raise
         if len(ids) == 1:
             return [int(ids[0])]
     middle = len(ids) // 2

@@ -12,12 +12,15 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import uuid
 
 from storage.convert.shard import build_shard
 from storage.errors import SchedulerError
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT = "10s"
 
 
 class DaskExecutor:
@@ -61,7 +64,7 @@ def dask_executor(scheduler: str | None = None, workers: int | None = None):
     address = scheduler or os.environ.get(SCHEDULER_ENV)
     if address:
         try:
-            client = Client(address, timeout="10s")
+            client = Client(address, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError, TypeError) as error:
             raise SchedulerError(
                 f"cannot reach the Dask scheduler at {address!r} ({error}); start one with "
@@ -70,11 +73,29 @@ def dask_executor(scheduler: str | None = None, workers: int | None = None):
         with client:
             yield DaskExecutor(client)
         return
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                           processes=True, dashboard_address=":0",  # never a taken port
-                           silence_logs=logging.CRITICAL)  # shutdown races log errors
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=":0",  # never a taken port
+                               silence_logs=logging.CRITICAL)  # shutdown races log errors
     try:
-        with Client(cluster) as client:
+        with Client(cluster, timeout=CONNECT_TIMEOUT) as client:
             yield DaskExecutor(client)
     finally:
         cluster.close()
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start local workers with SIGINT ignored (a child inherits that disposition).
+
+    Ctrl-C in a terminal reaches the whole process group; the driver alone handles it and
+    closes the cluster, instead of every worker printing its own KeyboardInterrupt.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from storage import open_store
+from storage.convert.single import partial_path
 from storage.sharded.index import TEMPORARY_PREFIX
 
 
@@ -49,9 +50,11 @@ def read_back_crcs(path) -> list[int]:
 
 
 def leftovers(path: Path) -> list[str]:
-    """Temporaries and lease files a finished conversion must not leave."""
-    return sorted(entry.name for entry in Path(path).iterdir()
-                  if entry.name.startswith(TEMPORARY_PREFIX) or entry.name.endswith(".lease"))
+    """Temporaries and lease files a finished conversion must not leave, in it or beside it."""
+    beside = [partial_path(path).name] if partial_path(path).exists() else []
+    return beside + sorted(entry.name for entry in Path(path).iterdir()
+                           if entry.name.startswith(TEMPORARY_PREFIX)
+                           or entry.name.endswith(".lease"))
 
 
 def write_fake_cifar10(folder: Path, per_batch: int = 4, seed: int = 1):

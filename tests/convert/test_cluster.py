@@ -19,9 +19,13 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 DASK = str(Path(sys.executable).parent / "dask")
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """(scheduler address, [worker processes]); every process is ended afterwards."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(scheduler address, [worker processes]), one cluster for the module; ended afterwards.
+
+    Either test may run first: each needs one live worker, the kill test kills one of two.
+    """
+    tmp_path = tmp_path_factory.mktemp("cluster")
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     scheduler_file = tmp_path / "scheduler.json"
     processes = [subprocess.Popen(
@@ -57,6 +61,7 @@ def _wait_for_workers(address: str, count: int) -> None:
 
 def test_a_worker_killed_mid_run_loses_nothing(cluster, tmp_path):
     address, workers = cluster
+    assert all(worker.poll() is None for worker in workers)
     source, out = tmp_path / "source", tmp_path / "out"
     images, labels = make_store(source, 2400, shape=(32, 32, 3))
     driver = subprocess.Popen(

@@ -13,7 +13,10 @@ import pytest
 from storage import open_store
 from storage.convert import convert
 from storage.convert.lease import Lease
-from storage.errors import IncompleteStoreError, StoreBusyError, StoreExistsError
+from storage.cli.verify import verify_store
+from storage.convert.single import partial_path
+from storage.errors import (
+    IncompleteStoreError, StoreBusyError, StoreExistsError, StoreNotFoundError)
 from storage.sharded.index import INDEX
 from tests.convert.conftest import leftovers, make_store, read_back_crcs, sample_crcs
 
@@ -109,8 +112,12 @@ def test_a_single_store_conversion_resumes_after_ctrl_c(source, tmp_path, monkey
     monkeypatch.setattr("storage.convert.single.BATCH_BYTES", 8 * 8 * 3 * 10)  # 10 per batch
     with pytest.raises(KeyboardInterrupt):
         convert(path, tmp_path / "out", "png", progress=StopAfter(2))
-    with open_store(tmp_path / "out") as store:
-        assert len(store) == 20
+    with pytest.raises(StoreNotFoundError):  # nothing at the destination looks finished
+        open_store(tmp_path / "out")
+    with pytest.raises(IncompleteStoreError, match="convert"):
+        verify_store(tmp_path / "out")
+    with open_store(partial_path(tmp_path / "out")) as store:
+        assert len(store) == 20  # two committed batches, kept for the next run
     progress = StopAfter(-1)
     result = convert(path, tmp_path / "out", "png", progress=progress)
     assert progress.resumed_at == 20 and result.built == ["out"]
