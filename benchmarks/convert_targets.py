@@ -35,8 +35,10 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 def write_image_folder(cifar: str, root: Path, count: int) -> None:
     import imagecodecs
 
-    if (root / "done").exists():
+    done = root / "done"  # holds the count written: another --images writes the folder anew
+    if done.exists() and done.read_text().strip() == str(count):
         return
+    shutil.rmtree(root, ignore_errors=True)
     images, labels, _ = load_cifar(cifar, "all")
     for label in range(10):
         (root / f"class-{label}").mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,7 @@ def write_image_folder(cifar: str, root: Path, count: int) -> None:
         row = number % len(images)
         path = root / f"class-{labels[row]}" / f"{number:06d}.png"
         path.write_bytes(imagecodecs.png_encode(images[row]))
-    (root / "done").touch()
+    done.write_text(f"{count}\n")
 
 
 def timed(function):
