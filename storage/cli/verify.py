@@ -45,13 +45,19 @@ def verify_store(path, progress=None) -> VerifyReport:
     else:
         try:
             store = open_store(path)
-            ids = store.ids()
         except Exception as error:
             if not is_damage(error):
                 raise
             report.problems.append(f"the store cannot be opened: {error}")
         else:
             with store:
+                try:
+                    ids = store.ids()
+                except Exception as error:
+                    if not is_damage(error):
+                        raise
+                    report.problems.append(f"the store's ids cannot be read: {error}")
+                    ids = np.empty(0, np.int64)
                 report.count = len(ids)
                 if progress:
                     progress.start(len(ids))
