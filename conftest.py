@@ -38,15 +38,35 @@ def pytest_generate_tests(metafunc):
     settings = metafunc.config.storage_settings
     if "storage_backend" in metafunc.fixturenames:
         metafunc.parametrize("storage_backend", settings.backends, ids=str)
-    if "storage_n" in metafunc.fixturenames:
+    names = metafunc.fixturenames
+    if "storage_side" in names and "storage_n" in names:
+        # One axis, so that a side is measured only at the N its byte cap allows.
+        metafunc.parametrize("storage_side, storage_n", settings.combinations(),
+                             ids=[f"{side}px-N={count}" for side, count in settings.combinations()])
+    elif "storage_n" in names:
         metafunc.parametrize("storage_n", settings.sizes, ids=lambda n: f"N={n}")
 
 
 @pytest.fixture(scope="session")
-def dataset(pytestconfig):
-    """The images to store: --cifar, $CIFAR10_DIR, or the generated default."""
+def datasets(pytestconfig):
+    """Images to store per side, loaded once each when first asked for."""
     settings = pytestconfig.storage_settings
-    return load_dataset(settings.cifar, count=max(settings.sizes))
+    loaded = {}
+
+    def dataset_for(side: int):
+        if side not in loaded:
+            largest = max(count for each, count in settings.combinations() if each == side)
+            loaded[side] = load_dataset(settings.cifar, count=largest, side=side,
+                                        photographs=settings.photographs)
+        return loaded[side]
+
+    return dataset_for
+
+
+@pytest.fixture
+def dataset(datasets, storage_side):
+    """The images to store at this side: --cifar, $CIFAR10_DIR, or the generated default."""
+    return datasets(storage_side)
 
 
 def _measured(config) -> list:

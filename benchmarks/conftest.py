@@ -7,7 +7,27 @@ from benchmarks.measure import StoreCache
 
 
 @pytest.fixture(scope="session")
-def built_stores(tmp_path_factory, dataset):
-    cache = StoreCache(tmp_path_factory.mktemp("stores"), dataset)
+def store_cache(tmp_path_factory, datasets, pytestconfig):
+    kept = pytestconfig.storage_settings.store_cache
+    if kept:
+        kept.mkdir(parents=True, exist_ok=True)
+    cache = StoreCache(kept or tmp_path_factory.mktemp("stores"), datasets, keep=bool(kept))
     yield cache
     cache.remove_all()
+
+
+@pytest.fixture
+def built_stores(store_cache, storage_side):
+    """Stores of this test's image side: ``get(backend, N)`` and ``take(backend, N)``."""
+    return _SideStores(store_cache, storage_side)
+
+
+class _SideStores:
+    def __init__(self, cache: StoreCache, side: int):
+        self.cache, self.side = cache, side
+
+    def get(self, backend: str, count: int):
+        return self.cache.get(backend, count, self.side)
+
+    def take(self, backend: str, count: int):
+        return self.cache.take(backend, count, self.side)

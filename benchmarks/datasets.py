@@ -1,4 +1,8 @@
-"""The images the benchmarks store: real CIFAR when given, else the built-in stand-in."""
+"""The images the benchmarks store: real CIFAR when given, else the built-in stand-in.
+
+At sides other than CIFAR's 32 px the suite stores generated images of that side,
+or with ``photographs`` crops of real photographs.
+"""
 from __future__ import annotations
 
 import os
@@ -7,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from storage.sources.cifar import load_cifar
-from storage.sources.synthetic import synthetic_cifar
+from storage.sources.photographs import photograph_crops
+from storage.sources.synthetic import SIDE, synthetic_cifar, synthetic_images
 
 CIFAR_ENV = "CIFAR10_DIR"
 TRAINING_IMAGES = 50_000  # CIFAR-10's training split; larger N reuses it, as the classic runs do
@@ -27,11 +32,20 @@ class Dataset:
         return self.images[rows], self.labels[rows]
 
 
-def load_dataset(cifar_path: str | None = None, *, count: int = TRAINING_IMAGES) -> Dataset:
+def load_dataset(cifar_path: str | None = None, *, count: int = TRAINING_IMAGES,
+                 side: int = SIDE, photographs: bool = False) -> Dataset:
     """CIFAR-10's training images from ``cifar_path`` or $CIFAR10_DIR, else generated ones.
 
     ``count`` bounds how many generated images to make (real data is loaded whole).
+    At other sides than 32 px: ``count`` generated images, or photograph crops.
     """
+    if side != SIDE:
+        made = min(count, TRAINING_IMAGES)
+        if photographs:
+            images, labels = photograph_crops(made, side)
+            return Dataset(f"photograph crops {side}px (seed 0)", images, labels)
+        images, labels = synthetic_images(made, side)
+        return Dataset(f"synthetic {side}px (seed 0)", images, labels)
     cifar_path = cifar_path or os.environ.get(CIFAR_ENV)
     if cifar_path:
         images, labels, name = load_cifar(cifar_path, "train")

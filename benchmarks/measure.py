@@ -19,10 +19,11 @@ def rounds_for(count: int) -> int:
 
 
 def label(benchmark, operation: str, backend: str, count: int, dataset) -> None:
-    """Group backends side by side per operation and N; say what was measured."""
-    benchmark.group = f"{operation} N={count}"
+    """Group backends side by side per operation, image side and N; say what was measured."""
+    side = int(dataset.images.shape[1])
+    benchmark.group = f"{operation} {side}px N={count}"
     benchmark.extra_info.update(
-        operation=operation, backend=backend, N=count, dataset=dataset.name,
+        operation=operation, backend=backend, N=count, side=side, dataset=dataset.name,
         image_shape=list(dataset.images.shape[1:]),
     )
 
@@ -50,33 +51,59 @@ def build_store(path: Path, backend: str, images: np.ndarray, labels: np.ndarray
 
 
 class StoreCache:
-    """Stores built once per (backend, N): the reads share one, a writer takes it over.
+    """Stores built once per (backend, image side, N): reads share one, a writer takes it over.
 
     Building a store of 100,000 PNG files takes longer than measuring it, so each is
-    built once; a benchmark that adds images takes the store out of the cache.
+    built once; a benchmark that adds images takes the store out of the cache. With
+    ``keep``, stores outlive the session under ``root`` and later sessions reuse
+    them (the gate measures one revision many times); a writer then gets a copy.
     """
 
-    def __init__(self, root: Path, dataset):
-        self.root, self.dataset, self._built, self._taken = root, dataset, {}, []
+    def __init__(self, root: Path, datasets, *, keep: bool = False):
+        self.root, self.datasets, self.keep = root, datasets, keep
+        self._built, self._taken = {}, []
 
-    def get(self, backend: str, count: int) -> Path:
-        key = (backend, count)
+    def get(self, backend: str, count: int, side: int = 32) -> Path:
+        key = (backend, side, count)
         if key not in self._built:
-            images, labels = self.dataset.take(count)
-            path = self.root / f"{backend}-{count}-{len(self._taken)}"
-            self._built[key] = build_store(path, backend, images, labels)
+            path = self.root / f"{backend}-{side}px-{count}"
+            if not self.keep:
+                path = path.with_name(f"{path.name}-{len(self._taken)}")
+            self._built[key] = path if self._complete(path, side) else self._build(path, key)
         return self._built[key]
 
-    def take(self, backend: str, count: int) -> Path:
+    def take(self, backend: str, count: int, side: int = 32) -> Path:
         """A store of ``count`` images that the caller may modify (the cache forgets it)."""
-        path = self.get(backend, count)
-        del self._built[(backend, count)]
+        path = self.get(backend, count, side)
+        if self.keep:  # later sessions still need the original
+            copy = self.root / f"{path.name}-taken-{len(self._taken)}"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(path, copy, symlinks=True)
+            path = copy
+        else:
+            del self._built[(backend, side, count)]
         self._taken.append(path)
         return path
 
     def remove_all(self) -> None:
         for path in self._taken:
             shutil.rmtree(path, ignore_errors=True)
-        for path in self._built.values():
-            shutil.rmtree(path, ignore_errors=True)
+        if not self.keep:
+            for path in self._built.values():
+                shutil.rmtree(path, ignore_errors=True)
         self._built.clear()
+
+    def _build(self, path: Path, key) -> Path:
+        backend, side, count = key
+        images, labels = self.datasets(side).take(count)
+        shutil.rmtree(path, ignore_errors=True)  # a build cut short in an earlier session
+        build_store(path, backend, images, labels)
+        if self.keep:
+            (path.parent / f"{path.name}.complete").write_text(self.datasets(side).name)
+        return path
+
+    def _complete(self, path: Path, side: int) -> bool:
+        """A kept store whose build finished, of the same data set (else it is rebuilt)."""
+        stamp = path.parent / f"{path.name}.complete"
+        return (self.keep and path.is_dir() and stamp.exists()
+                and stamp.read_text() == self.datasets(side).name)

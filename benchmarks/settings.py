@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,12 @@ from storage.registry import BACKENDS, our_backends, reference_backends
 
 FULL_SIZES = (10, 100, 1_000, 10_000, 100_000)
 SMOKE_SIZES = (10, 100)
+# Image sides in pixels (square, RGB): CIFAR's 32 and a photograph's 256 by default.
+FULL_SIDES = (32, 256)
+SMOKE_SIDES = (32,)
+# A store of N images is measured only while N x image bytes stays under this, so
+# 256 px runs to N = 1,000 and 512 px to N = 100; raise it for the wider sweep.
+DEFAULT_MAX_BYTES = 400_000_000
 # The registry as the library ships it; formats a test session adds (the toy in
 # tests/memory_backend.py) are measured only when named.
 DEFAULT_BACKENDS = tuple(our_backends() + reference_backends())  # sharded: written by `convert`
@@ -24,6 +31,15 @@ class SuiteSettings:
     sizes: tuple[int, ...]
     cifar: str | None
     measuring: bool
+    sides: tuple[int, ...] = SMOKE_SIDES
+    max_bytes: int = DEFAULT_MAX_BYTES
+    photographs: bool = False
+    store_cache: Path | None = None
+
+    def combinations(self) -> list[tuple[int, int]]:
+        """(side, N) pairs to measure: every N at each side, up to the byte cap."""
+        return [(side, count) for side in self.sides for count in self.sizes
+                if side == min(self.sides) or count * side * side * 3 <= self.max_bytes]
 
 
 def add_options(parser) -> None:
@@ -34,6 +50,21 @@ def add_options(parser) -> None:
                     help="comma-separated store sizes N (default: "
                          f"{','.join(map(str, FULL_SIZES))} when measuring, "
                          f"{','.join(map(str, SMOKE_SIZES))} for the smoke run)")
+    group.addoption("--storage-size", metavar="SIDES",
+                    help="comma-separated image sides in pixels (default: "
+                         f"{','.join(map(str, FULL_SIDES))} when measuring, "
+                         f"{','.join(map(str, SMOKE_SIDES))} for the smoke run); "
+                         "32 px uses CIFAR when given, other sides generated images")
+    group.addoption("--storage-max-bytes", metavar="BYTES",
+                    help="measure a side at N only while N x image bytes stays under this "
+                         f"(default {DEFAULT_MAX_BYTES:_}; the smallest side always runs every N)")
+    group.addoption("--photographs", action="store_true",
+                    help="at sides above 32 px, store crops of real photographs "
+                         "(storage.sources.photographs) instead of generated images")
+    group.addoption("--storage-store-cache", metavar="DIR",
+                    help="keep the stores the read benchmarks use in DIR and reuse them in "
+                         "later runs (the gate measures a revision many times); use one DIR "
+                         "per revision and data set: its stores are never rebuilt")
     group.addoption("--cifar", metavar="PATH",
                     help="CIFAR-10 python-version folder or .tar.gz to store "
                          "(default: $CIFAR10_DIR, else built-in generated images)")
@@ -43,9 +74,17 @@ def read_settings(config) -> SuiteSettings:
     measuring = any(config.getoption(name, None) for name in _MEASURING_OPTIONS)
     return SuiteSettings(
         backends=_parse_backends(config.getoption("storage_backends")),
-        sizes=_parse_sizes(config.getoption("storage_n"), FULL_SIZES if measuring else SMOKE_SIZES),
+        sizes=_parse_sizes(config.getoption("storage_n"), FULL_SIZES if measuring else SMOKE_SIZES,
+                           "--storage-n"),
         cifar=config.getoption("cifar"),
         measuring=measuring,
+        sides=_parse_sizes(config.getoption("storage_size"),
+                           FULL_SIDES if measuring else SMOKE_SIDES, "--storage-size"),
+        max_bytes=_parse_sizes(config.getoption("storage_max_bytes"),
+                               (DEFAULT_MAX_BYTES,), "--storage-max-bytes")[0],
+        photographs=bool(config.getoption("photographs")),
+        store_cache=Path(config.getoption("storage_store_cache")).resolve()
+        if config.getoption("storage_store_cache") else None,
     )
 
 
@@ -60,7 +99,7 @@ def _parse_backends(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _parse_sizes(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+def _parse_sizes(text: str | None, default: tuple[int, ...], option: str) -> tuple[int, ...]:
     if not text:
         return default
     try:
@@ -69,5 +108,5 @@ def _parse_sizes(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
         sizes = ()
     if not sizes or min(sizes) < 1:
         raise pytest.UsageError(
-            f"--storage-n: expected comma-separated positive integers like 10,1000, got {text!r}")
+            f"{option}: expected comma-separated positive integers like 10,1000, got {text!r}")
     return sizes

@@ -144,7 +144,7 @@ def test_run_measures_compares_and_reports(repo, tmp_path, monkeypatch, capsys, 
                                            status):
     monkeypatch.chdir(repo)
     monkeypatch.setattr(gate_run, "measure_once", synthetic_invocation(slowdown))
-    assert main(["run", "--base", "first", "--profile", "smoke", "--pairs", "4",
+    assert main(["run", "--base", "first", "--profile", "smoke", "--pairs", "4", "--all-pairs",
                  "--out", "reports/gate"]) == status
     out = repo / "reports" / "gate"
     assert worktree_count(repo) == 1
@@ -175,3 +175,14 @@ def test_run_refuses_too_few_pairs_and_unknown_revisions(repo, tmp_path, monkeyp
     assert "--pairs must be at least 3" in capsys.readouterr().err
     assert main(["run", "--base", "nope", "--out", str(tmp_path / "r")]) == 2
     assert "unknown revision 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("slowdown, pairs", [(1.0, 3), (1.3, 6)])
+def test_a_settled_pass_stops_early_but_a_regression_gets_every_pair(repo, monkeypatch,
+                                                                     slowdown, pairs):
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(gate_run, "measure_once", synthetic_invocation(slowdown))
+    main(["run", "--base", "first", "--profile", "smoke", "--pairs", "6",
+          "--out", "reports/gate"])
+    base = json.loads((repo / "reports" / "gate" / "base.json").read_text())
+    assert base["gate"]["pairs"] == pairs

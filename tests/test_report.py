@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.report.__main__ import main
+from benchmarks.report.runs import split_side
 from benchmarks.report.styles import KNOWN_STYLES, style_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,13 +24,14 @@ _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}
 
 @pytest.fixture(scope="module")
 def suite_json(tmp_path_factory) -> Path:
-    """pytest-benchmark JSON of a tiny real run of the suite: hdf5 and raw, N = 10 and 20
-    (the machine's control benchmark left out: it reads 30 MB and adds nothing here)."""
+    """pytest-benchmark JSON of a tiny real run of the suite: hdf5 and raw, N = 10 and 20,
+    32 and 64 px (the machine's control benchmark left out: it reads 30 MB and adds nothing)."""
     path = tmp_path_factory.mktemp("suite") / "run.json"
     env = {name: value for name, value in os.environ.items() if name != "CIFAR10_DIR"}
     command = [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "-q",
                "-p", "no:cacheprovider", "--storage-backends", "hdf5,raw",
-               "--storage-n", "10,20", "-k", "not test_control", f"--benchmark-json={path}"]
+               "--storage-n", "10,20", "--storage-size", "32,64", "--storage-max-bytes", "1000000",
+               "-k", "not test_control", f"--benchmark-json={path}"]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
     # A failing benchmark is the suite's business; the report needs only the JSON it wrote.
@@ -49,22 +51,34 @@ def report_dir(suite_json, tmp_path_factory) -> Path:
     return out
 
 
+def reported_operation(info: dict) -> str:
+    """Images of another side than 32 px get tables and figures of their own."""
+    return info["operation"] if info["side"] == 32 else f"{info['operation']}_{info['side']}px"
+
+
 def test_report_md_holds_every_result_with_its_median(suite_data, report_dir):
     tables = _tables((report_dir / "report.md").read_text())
+    assert {bench["extra_info"]["side"] for bench in suite_data["benchmarks"]} == {32, 64}
     for bench in suite_data["benchmarks"]:
         info = bench["extra_info"]
-        cell = tables[(info["operation"], info["N"])]["median"][info["backend"]]
+        cell = tables[(reported_operation(info), info["N"])]["median"][info["backend"]]
         assert _seconds(cell) == pytest.approx(bench["stats"]["median"], rel=0.005), bench["name"]
 
 
 def test_every_figure_exists_is_a_png_of_sensible_size_and_is_linked(suite_data, report_dir):
-    operations = {bench["extra_info"]["operation"] for bench in suite_data["benchmarks"]}
+    operations = {reported_operation(bench["extra_info"]) for bench in suite_data["benchmarks"]}
     expected = ({f"time_{operation}.png" for operation in operations}
-                | {"throughput.png", "disk.png", "relative_to_raw.png"})
+                | {"throughput.png", "disk.png", "relative_to_raw.png", "image_size.png"})
     assert {path.name for path in report_dir.glob("*.png")} == expected
     for name in expected:
         _check_png(report_dir / name)
     assert set(_links(report_dir / "report.md")) == expected
+
+
+def test_sides_are_told_apart():
+    assert split_side("read_many_256px") == ("read_many", 256)
+    assert split_side("read_many") == ("read_many", 32)
+    assert split_side("open_read_single") == ("open_read_single", 32)
 
 
 def test_report_md_says_which_data_and_machine_the_run_came_from(suite_data, report_dir):
@@ -85,11 +99,12 @@ def test_two_runs_compared_and_each_shown_for_what_it_holds(suite_data, tmp_path
         if b["extra_info"]["operation"] in ("read_many", "read_single")])
     later = copy.deepcopy(earlier)
     benches = [b for b in later["benchmarks"] if b["extra_info"]["operation"] != "read_single"
-               and b["name"] != "test_read_many[hdf5-N=20]"]
+               and b["name"] != "test_read_many[hdf5-32px-N=20]"]
     for bench in benches:
         if bench["extra_info"]["backend"] == "hdf5":
             _scale(bench, 3.0)
-    newcomer = copy.deepcopy(next(b for b in benches if b["name"] == "test_read_many[hdf5-N=10]"))
+    newcomer = copy.deepcopy(next(b for b in benches
+                                  if b["name"] == "test_read_many[hdf5-32px-N=10]"))
     newcomer["extra_info"].update(operation="read_single_cold", backend="zarr $\\oops$")
     broken = {"name": "test_broken[hdf5-N=10]", "extra_info": {}, "stats": None}
     later["benchmarks"] = benches + [newcomer, broken]
@@ -130,7 +145,7 @@ def test_merge_reads_files_as_parts_of_one_run(suite_data, tmp_path):
 
 
 def test_one_backend_at_one_size_still_gets_its_figures(suite_data, tmp_path):
-    lone = [b for b in suite_data["benchmarks"] if b["name"] == "test_read_many[hdf5-N=10]"]
+    lone = [b for b in suite_data["benchmarks"] if b["name"] == "test_read_many[hdf5-32px-N=10]"]
     path = tmp_path / "lone.json"
     path.write_text(json.dumps(dict(suite_data, benchmarks=lone)))
 
@@ -141,7 +156,8 @@ def test_one_backend_at_one_size_still_gets_its_figures(suite_data, tmp_path):
 
 
 def test_name_and_params_stand_in_for_missing_extra_info(suite_data, tmp_path):
-    bench = next(b for b in suite_data["benchmarks"] if b["name"] == "test_read_many[hdf5-N=20]")
+    bench = next(b for b in suite_data["benchmarks"]
+                 if b["name"] == "test_read_many[hdf5-32px-N=20]")
     bare = dict(copy.deepcopy(bench), extra_info={}, params=None)
     path = tmp_path / "bare.json"
     path.write_text(json.dumps(dict(suite_data, benchmarks=[bare])))

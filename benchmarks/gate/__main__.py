@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("reports/gate"), metavar="DIR",
                      help="where base.json, head.json, report.txt/.md and raw/ go "
                           "(default: reports/gate)")
+    run.add_argument("--all-pairs", dest="stop_early", action="store_false",
+                     help="run every pair the budget allows, even once every benchmark is "
+                          "surely within the threshold")
     run.add_argument("--no-install", dest="install", action="store_false",
                      help="fail instead of building a venv when a side's requirements differ")
     _judging_options(run)
@@ -102,7 +105,8 @@ def _run(args) -> int:
     outcome = run_gate(GateRun(
         args.base, args.head, profile, args.out, args.threshold, args.confidence, pairs,
         args.max_minutes if args.max_minutes is not None else profile.max_minutes,
-        backends, args.install), log=lambda line: print(line, file=sys.stderr, flush=True))
+        backends, args.install, args.stop_early),
+        log=lambda line: print(line, file=sys.stderr, flush=True))
     print(report.text_report(outcome), end="")
     return outcome.exit_status
 

@@ -17,6 +17,7 @@ class Profile:
     backends: tuple[str, ...] | None  # None: every backend the revision registers
     pairs: int  # alternating base/head pairs to aim for
     max_minutes: float  # stop adding pairs (after at least 3) once the next would pass this
+    sides: tuple[int, ...] = (32,)  # image sides, for revisions whose suite has that axis
 
     def pytest_args(self, backends: tuple[str, ...] | None = None) -> list[str]:
         """The selection, as arguments to ``pytest`` run in a revision's worktree."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.gate import interpreters, pbjson, report, verdict, worktrees
+from benchmarks.gate import interpreters, pbjson, report, selection, verdict, worktrees
 from benchmarks.gate.errors import RunError
 from benchmarks.gate.profiles import Profile
 
@@ -46,6 +46,7 @@ class GateRun:
     max_minutes: float
     backends: tuple[str, ...] | None = None
     install: bool = True
+    stop_early: bool = True  # once every benchmark is surely within the threshold
 
 
 def order(pair: int) -> tuple[str, str]:
@@ -55,11 +56,13 @@ def order(pair: int) -> tuple[str, str]:
 
 def alternate(measure: Callable[[str, int], dict], pairs: int, budget_s: float,
               clock: Callable[[], float] = time.monotonic,
-              log: Callable[[str], None] = print) -> dict[str, list[tuple[int, dict]]]:
+              log: Callable[[str], None] = print,
+              settled: Callable[[dict], bool] | None = None) -> dict[str, list[tuple[int, dict]]]:
     """Run ``measure(side, pair)`` for each side of each pair; stop early at the budget.
 
     After ``MIN_PAIRS`` pairs, stop when the next pair, taking as long as the last
-    one did, would end past ``budget_s``.
+    one did, would end past ``budget_s``, or when ``settled(results)`` says that
+    more pairs cannot change the verdict.
     """
     results: dict[str, list[tuple[int, dict]]] = {side: [] for side in SIDES}
     started = clock()
@@ -70,10 +73,15 @@ def alternate(measure: Callable[[str, int], dict], pairs: int, budget_s: float,
         now = clock()
         log(f"gate: pair {pair + 1}/{pairs} ({' then '.join(order(pair))}) "
             f"took {now - pair_started:.0f} s")
-        if pair + 1 >= MIN_PAIRS and pair + 1 < pairs \
-                and now - started + (now - pair_started) > budget_s:
+        if pair + 1 < MIN_PAIRS or pair + 1 >= pairs:
+            continue
+        if now - started + (now - pair_started) > budget_s:
             log(f"gate: stopping after {pair + 1} pairs: another would pass the "
                 f"{budget_s / 60:.0f}-minute budget")
+            break
+        if settled and settled(results):
+            log(f"gate: stopping after {pair + 1} pairs: every benchmark is surely within "
+                "the threshold")
             break
     return results
 
@@ -105,6 +113,46 @@ def measure_once(side: Side, args: list[str], raw_dir: Path, pair: int, scratch:
     return data
 
 
+def side_pytest_args(side: Side, request: GateRun, changed: set[str],
+                     log: Callable[[str], None]) -> list[str]:
+    """The profile's selection for one side: its own formats, references only if changed."""
+    requested = request.backends or request.profile.backends
+    entries = selection.registered(side.python, side.worktree)
+    if entries is None:  # nothing to choose from: the suite's own default
+        return request.profile.pytest_args(requested) + sized_args(side.worktree,
+                                                                   request.profile)
+    backends = selection.backends_for(entries, changed, requested)
+    if not backends:
+        raise RunError(f"{side.name} ({side.revision[:12]}) registers none of the backends "
+                       f"asked for ({', '.join(requested or ())}); check --backends")
+    log(f"gate: {side.name} measures {', '.join(backends)}")
+    return request.profile.pytest_args(backends) + sized_args(side.worktree, request.profile)
+
+
+def sized_args(worktree: Path, profile: Profile) -> list[str]:
+    """``--storage-size`` for a revision whose suite has an image-size axis, else nothing.
+
+    Older revisions measure 32 px images only and do not know the option; passing it
+    to them would end their pytest with a usage error.
+    """
+    settings = worktree / "benchmarks" / "settings.py"
+    if settings.exists() and "--storage-size" in settings.read_text():
+        return ["--storage-size", ",".join(map(str, profile.sides))]
+    return []
+
+
+def cached_args(worktree: Path, cache: Path) -> list[str]:
+    """Stores built once per side and job, for revisions whose suite can keep them.
+
+    Building the stores to read was most of a pair's time; a revision's code does not
+    change during the job, so its stores are built in the first pair and reused.
+    """
+    settings = worktree / "benchmarks" / "settings.py"
+    if settings.exists() and "--storage-store-cache" in settings.read_text():
+        return ["--storage-store-cache", str(cache)]
+    return []
+
+
 def install_control(worktree: Path) -> None:
     """The same control code on both sides, whatever each revision holds (or lacks)."""
     if CONTROL_FILE.exists():
@@ -122,8 +170,7 @@ def run_gate(request: GateRun, log: Callable[[str], None] = print) -> verdict.Ou
     shutil.rmtree(raw_dir, ignore_errors=True)
     raw_dir.mkdir(parents=True)
     log(f"gate: base {request.base_ref} ({revisions['base'][:12]}), head {request.head_ref} "
-        f"({revisions['head'][:12]}), profile {request.profile.name}: pytest "
-        + " ".join(request.profile.pytest_args(request.backends)))
+        f"({revisions['head'][:12]}), profile {request.profile.name}: {request.profile.description}")
     started = time.monotonic()
     results = _measure(request, repo, revisions, raw_dir, log)
     context = (f"base `{request.base_ref}` ({revisions['base'][:12]}) vs head "
@@ -142,7 +189,7 @@ def _measure(request: GateRun, repo: Path, revisions: dict[str, str], raw_dir: P
     """Both worktrees, their interpreters, and the alternating pairs; nothing left behind."""
     installed_path = repo / interpreters.REQUIREMENTS
     installed = installed_path.read_text() if installed_path.exists() else None
-    args = request.profile.pytest_args(request.backends)
+    changed = selection.changed_files(worktrees.git, repo, revisions["base"], revisions["head"])
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch_name:
         scratch = Path(scratch_name)
         with worktrees.checked_out(repo, revisions, scratch) as trees:
@@ -152,21 +199,32 @@ def _measure(request: GateRun, repo: Path, revisions: dict[str, str], raw_dir: P
                 install_control(trees[name])
                 sides[name] = Side(name, revisions[name], trees[name], interpreters.python_for(
                     name, trees[name], installed, scratch, request.install, environments))
+            side_args = {name: side_pytest_args(sides[name], request, changed, log)
+                         + cached_args(trees[name], scratch / f"stores-{name}")
+                         for name in SIDES}
             return alternate(
-                lambda name, pair: measure_once(sides[name], args, raw_dir, pair, scratch),
-                request.pairs, request.max_minutes * 60, log=log)
+                lambda name, pair: measure_once(sides[name], side_args[name], raw_dir, pair,
+                                                scratch),
+                request.pairs, request.max_minutes * 60, log=log,
+                settled=(lambda results: verdict.settled(_judge(request, revisions, results)))
+                if request.stop_early else None)
 
 
 def _judge(request: GateRun, revisions: dict[str, str],
-           results: dict[str, list[tuple[int, dict]]], out_dir: Path) -> verdict.Outcome:
-    """Merge each side's invocations into base.json and head.json, then compare them."""
+           results: dict[str, list[tuple[int, dict]]],
+           out_dir: Path | None = None) -> verdict.Outcome:
+    """Merge each side's invocations (into base.json and head.json under ``out_dir``,
+    when given), then compare them."""
     refs = {"base": request.base_ref, "head": request.head_ref}
     runs = {}
     for name in SIDES:
         merged = pbjson.merge_runs(results[name], {
             "side": name, "ref": refs[name], "revision": revisions[name],
             "profile": request.profile.name, "pairs": len(results[name])})
-        (out_dir / f"{name}.json").write_text(json.dumps(merged, indent=2))
-        runs[name] = pbjson.parse_run(merged, str(out_dir / f"{name}.json"))
+        source = f"{name}.json"
+        if out_dir is not None:
+            (out_dir / source).write_text(json.dumps(merged, indent=2))
+            source = str(out_dir / source)
+        runs[name] = pbjson.parse_run(merged, source)
     return verdict.judge(runs["base"], runs["head"], threshold=request.threshold,
                          confidence=request.confidence)

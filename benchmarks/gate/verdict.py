@@ -61,6 +61,24 @@ class Outcome:
         return f"PASS: no regression beyond {limit}"
 
 
+def settled(outcome: Outcome) -> bool:
+    """Every benchmark surely within the threshold (its whole interval below 1 + threshold)
+    and the control steady: more pairs could not turn this into a failure worth finding.
+
+    Only a pass settles early; a regression always gets every pair the budget allows,
+    so stopping early never adds false alarms.
+    """
+    for row in outcome.rows:
+        if row.verdict in (NEW, REMOVED):
+            continue
+        if row.control:
+            if row.verdict != CONTROL_STEADY:
+                return False
+        elif row.interval is None or row.interval.high >= 1 + outcome.threshold:
+            return False
+    return True
+
+
 def judge(base: dict[str, Benchmark], head: dict[str, Benchmark], *, threshold: float,
           confidence: float = 0.95, resamples: int = RESAMPLES) -> Outcome:
     """Compare two runs benchmark by benchmark (paired by full name)."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from benchmarks.operations import OPERATIONS
 from benchmarks.report.canvas import figure, file_part, finish, line, panels, plain_number, save
-from benchmarks.report.runs import Result, Run
+from benchmarks.report.runs import SMALLEST_SIDE, Result, Run, split_side
 from benchmarks.report.styles import style_for
 from benchmarks.report.units import byte_unit, time_unit
 
@@ -32,7 +32,9 @@ def draw_run(run: Run, out_dir: Path) -> list[tuple[str, Path]]:
         figures.append((f"{operation}: time against N", path))
     for caption, name, draw in (("throughput against N", "throughput.png", throughput_figure),
                                 ("time relative to raw", "relative_to_raw.png", relative_figure),
-                                ("disk used against N", "disk.png", disk_figure)):
+                                ("disk used against N", "disk.png", disk_figure),
+                                ("disk and time against image size", "image_size.png",
+                                 size_figure)):
         drawn = draw(run)
         if drawn is not None:
             save(drawn, out_dir / name)
@@ -130,9 +132,66 @@ def disk_figure(run: Run) -> Figure | None:
     return fig
 
 
-def _disk_points(run: Run, backend: str) -> list[Result]:
+def size_figure(run: Run) -> Figure | None:
+    """Disk per raw pixel byte and read_many time per image against the image side.
+
+    Each point is a store of the largest N measured at every side, so that sides are
+    compared at one N; drawn when the run holds two sides or more.
+    """
+    sides = run.sides
+    if len(sides) < 2:
+        return None
+    common = _common_n(run, sides)
+    if common is None:
+        return None
+    fig = figure(11, 4.6)
+    disk_ax, time_ax = fig.subplots(1, 2)
+    for backend in run.backends:
+        disk, times = [], []
+        for side in sides:
+            stored = _disk_points(run, backend, side)
+            point = next((p for p in stored if p.n == common and p.raw_pixel_bytes), None)
+            if point:
+                disk.append((side, point.bytes_on_disk / point.raw_pixel_bytes))
+            read = run.results.get((backend, sized("read_many", side), common))
+            if read:
+                times.append((side, read.median / common * 1e6))
+        if disk:
+            line(disk_ax, backend, *map(list, zip(*disk)))
+        if times:
+            line(time_ax, backend, *map(list, zip(*times)))
+    disk_ax.axhline(1.0, color="black", linestyle="--", linewidth=1.2)
+    disk_ax.set(title=f"bytes on disk ÷ raw pixel bytes, N={common:,}", xscale="log",
+                xlabel="image side (px, log scale)", ylabel="× raw pixel bytes (dashed = 1)")
+    time_ax.set(title=f"read_many time per image, N={common:,}", xscale="log", yscale="log",
+                xlabel="image side (px, log scale)", ylabel="µs per image (log scale)")
+    finish(fig, "disk and time against image size", run)
+    for ax in (disk_ax, time_ax):  # after finish(), which puts log-x ticks at the N values
+        ax.xaxis.set_major_locator(FixedLocator(sides))
+        ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
+        ax.xaxis.set_minor_locator(NullLocator())
+    return fig
+
+
+def sized(operation: str, side: int) -> str:
+    """The report's name of an operation on images of ``side`` px (32 px: the plain name)."""
+    return operation if side == SMALLEST_SIDE else f"{operation}_{side}px"
+
+
+def _common_n(run: Run, sides: list[int]) -> int | None:
+    """The largest N at which every side has a store on disk."""
+    per_side = [{p.n for backend in run.backends for p in _disk_points(run, backend, side)}
+                for side in sides]
+    common = set.intersection(*per_side) if per_side else set()
+    return max(common) if common else None
+
+
+def _disk_points(run: Run, backend: str, side: int = SMALLEST_SIDE) -> list[Result]:
     """Per N, the bytes on disk of a store of exactly N images, from the first source with it."""
-    sources = list(_DISK_SOURCES) + [op for op in run.operations if op not in _DISK_SOURCES]
+    sources = [sized(op, side) for op in _DISK_SOURCES]
+    if side == SMALLEST_SIDE:
+        sources += [op for op in run.operations
+                    if op not in _DISK_SOURCES and split_side(op)[1] == SMALLEST_SIDE]
     points = {}
     for operation in reversed(sources):  # earlier sources overwrite later ones
         for p in run.series(backend, operation):

@@ -14,7 +14,9 @@ from benchmarks.report.styles import backend_order
 # The suite's operations, in the order a reader meets them; others found in a run follow.
 KNOWN_OPERATIONS = NAMES  # benchmarks/operations.py
 _NAME = re.compile(r"^test_(?P<operation>\w+?)\[(?P<param>[^\]]+)\]$")
-_PARAM = re.compile(r"^(?P<backend>.+)-N=(?P<n>\d+)$")
+_PARAM = re.compile(r"^(?P<backend>.+?)(?:-(?P<side>\d+)px)?-N=(?P<n>\d+)$")
+SMALLEST_SIDE = 32  # images of other sides are reported as operations of their own
+_SIDED = re.compile(r"^(?P<operation>.+)_(?P<side>\d+)px$")
 _HOW_TO_MAKE = "write one with: pytest benchmarks --benchmark-only --benchmark-json=RUN.json"
 
 
@@ -77,6 +79,11 @@ class Run:
         return sorted({result.n for result in self.results.values()})
 
     @property
+    def sides(self) -> list[int]:
+        """Image sides in px the run measured (other sides than 32 are named read_many_256px)."""
+        return sorted({split_side(result.operation)[1] for result in self.results.values()})
+
+    @property
     def datasets(self) -> list[str]:
         return sorted({result.dataset for result in self.results.values() if result.dataset})
 
@@ -102,6 +109,12 @@ class Run:
                 for n in self.sizes for backend in self.backends
                 if (backend, operation) in expected and (operation, n) in ran
                 and (backend, operation, n) not in keys]
+
+
+def split_side(operation: str) -> tuple[str, int]:
+    """``read_many_256px`` -> (``read_many``, 256); a plain name is 32 px."""
+    match = _SIDED.match(operation)
+    return (match["operation"], int(match["side"])) if match else (operation, SMALLEST_SIDE)
 
 
 def load_runs(paths: list[str | Path], merge: bool = False) -> list[Run]:
@@ -212,6 +225,11 @@ def _identify(bench: dict) -> tuple[str, str, int] | None:
     operation = _first_text(info.get("operation"), named and named["operation"])
     n = next((value for value in (_integer(info.get("N")), _integer(params.get("storage_n")),
                                   _integer(param and param["n"])) if value), None)
+    side = next((value for value in (_integer(info.get("side")),
+                                     _integer(params.get("storage_side")),
+                                     _integer(param and param["side"])) if value), SMALLEST_SIDE)
+    if operation and side != SMALLEST_SIDE:  # its own figures and tables: read_many_256px
+        operation = f"{operation}_{side}px"
     if backend and operation and n and n > 0:
         return backend, operation, n
     return None

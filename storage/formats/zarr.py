@@ -84,7 +84,8 @@ class ZarrBackend(Backend):
         syscall_kills=tuple(range(1, 9)),
         crash_points=(("in-fsync", 1), ("in-fsync", 6), ("in-fsync", 11)),
         rolls_back_when_damaged=False,
-        file_size_limit=2_000_000)
+        # A write_one rewrites its shard: a small limit keeps filling it linear, not slow.
+        file_size_limit=150_000)
 
     def _open(self, create: bool) -> None:
         self._writer_lock = WriterLock(self.path) if self.mode != "r" else None
