@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.registry import BACKENDS
+from storage.registry import BACKENDS, our_backends, reference_backends
 
 FULL_SIZES = (10, 100, 1_000, 10_000, 100_000)
 SMOKE_SIZES = (10, 100)
@@ -18,7 +18,7 @@ SMOKE_SIDES = (32,)
 DEFAULT_MAX_BYTES = 400_000_000
 # The registry as the library ships it; formats a test session adds (the toy in
 # tests/memory_backend.py) are measured only when named.
-DEFAULT_BACKENDS = tuple(BACKENDS)
+DEFAULT_BACKENDS = tuple(our_backends() + reference_backends())  # sharded: written by `convert`
 # Options that ask pytest-benchmark to really measure; without any of them,
 # plain `pytest` runs each benchmark once as a smoke test.
 _MEASURING_OPTIONS = ("benchmark_only", "benchmark_enable", "benchmark_save",

@@ -98,9 +98,18 @@ class InvalidOptionError(StoreError, ValueError, TypeError):
     """An option of ``open_store`` (mode, path, a backend's own option) is not valid."""
 
 
-class StoreBusyError(StoreError, OSError):
-    """The format allows one process per store (LevelDB), and another process has it open."""
+class StoreBusyError(StoreError, BlockingIOError):
+    """Another process holds what this one needs: a store of a format that allows one
+    process at a time (LevelDB), or the lease on a conversion's destination."""
 
 
 class UnsafeShardError(StoreError, ValueError):
     """A tar shard made elsewhere holds what a store never writes: links, devices, '..' names."""
+
+
+class IncompleteStoreError(StoreError, ValueError):
+    """A sharded store whose conversion has not committed its index.json yet."""
+
+
+class SchedulerError(StoreError, ConnectionError):
+    """The Dask scheduler named cannot be reached."""

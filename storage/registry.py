@@ -16,6 +16,7 @@ class BackendEntry:
     target: str  # "module:Class"
     reference: bool = False  # a baseline to measure against, never recommended
     classic: str | None = None  # the reference reproducing the classic code for this format
+    container: bool = False  # holds stores of another backend; read-only, written by convert
 
     def load(self):
         module_name, class_name = self.target.split(":")
@@ -37,6 +38,8 @@ _ENTRIES = [
     BackendEntry("classic-lmdb", "storage.references.classic_lmdb:ClassicLmdbBackend", reference=True),
     BackendEntry("classic-hdf5", "storage.references.classic_hdf5:ClassicHdf5Backend", reference=True),
     BackendEntry("raw", "storage.references.raw:RawBackend", reference=True),
+    # Shards of one of the formats above, read as one store (``python -m storage convert``).
+    BackendEntry("sharded", "storage.sharded.backend:ShardedBackend", container=True),
 ]
 
 BACKENDS: dict[str, BackendEntry] = {entry.name: entry for entry in _ENTRIES}
@@ -44,11 +47,17 @@ BACKENDS: dict[str, BackendEntry] = {entry.name: entry for entry in _ENTRIES}
 
 def our_backends() -> list[str]:
     """The backends this project recommends (references excluded), in registry order."""
-    return [name for name, entry in BACKENDS.items() if not entry.reference]
+    return [name for name, entry in BACKENDS.items()
+            if not (entry.reference or entry.container)]
 
 
 def reference_backends() -> list[str]:
     return [name for name, entry in BACKENDS.items() if entry.reference]
+
+
+def container_backends() -> list[str]:
+    """Backends that hold stores of another backend (read-only; ``storage.convert`` writes)."""
+    return [name for name, entry in BACKENDS.items() if entry.container]
 
 
 def backend_class(name: str):
