@@ -44,7 +44,7 @@ def test_the_tests_workflow_runs_the_readme_test_command_on_push_and_pull_reques
     assert re.search(r"^on:\n(  \w+:\n)*  push:", text, re.M)
     assert re.search(r"^  pull_request:", text, re.M)
     assert "pip install -r requirements-dev.txt" in text
-    assert re.search(r"run: python -m pytest\s*$", text, re.M)
+    assert re.search(r"run: python -m pytest -n auto\s*$", text, re.M)
 
 
 def test_the_gate_workflow_compares_the_right_revisions_and_publishes_the_report():

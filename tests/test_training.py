@@ -10,6 +10,7 @@ Torch is not needed; where it is installed, a real DataLoader reads the store to
 from __future__ import annotations
 
 import pickle
+import shutil
 import zlib
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from benchmarks.readers import read_with_workers
 from storage import open_store
 from storage.errors import StoreNotFoundError
+from storage.registry import backend_class
 from storage.training import StoreDataset
 from tests.memory_backend import register as register_toy_format
 
@@ -52,8 +54,11 @@ def source(backend_name, written):
     return written(backend_name)
 
 
-def _check_every_id_once(source, workers, method):
+def _check_every_id_once(source, workers, method, tmp_path):
     path, backend, crcs, labels = source
+    one_process = backend_class(backend).capabilities.processes == "one"
+    if one_process:  # a copy no other test of this process holds open
+        path = shutil.copytree(path, tmp_path / "copy")
     dataset = StoreDataset(path)
     first_image, first_label = dataset[0]  # the parent uses the store first
     assert zlib.crc32(first_image.tobytes()) == crcs[5] and first_label == labels[5]
@@ -68,10 +73,19 @@ def _check_every_id_once(source, workers, method):
                 wrong.append(key)
 
     batches = [order[start:start + BATCH] for start in range(0, len(order), BATCH)]
-    # A spawned worker imports what the data set needs; the toy format of the tests
-    # is registered by its module, which the worker imports first.
-    read_with_workers(dataset, batches, workers, method, on_batch,
-                      worker_init=register_toy_format if method == "spawn" else None)
+    if one_process and workers:
+        dataset.close()  # a store one process at a time (LevelDB): the parent lets go first
+    try:
+        # A spawned worker imports what the data set needs; the toy format of the tests
+        # is registered by its module, which the worker imports first.
+        read_with_workers(dataset, batches, workers, method, on_batch,
+                          worker_init=register_toy_format if method == "spawn" else None)
+    except RuntimeError as error:
+        # Two workers at once are refused by such a format, with the typed error.
+        if not (one_process and workers > 1 and "StoreBusyError" in str(error)):
+            raise
+        assert wrong == []
+        return
     assert wrong == []
     assert seen == dict.fromkeys(crcs, 1)
     # The parent's handle still works after its workers read.
@@ -80,15 +94,15 @@ def _check_every_id_once(source, workers, method):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("workers", [0, 1, 2, 4])
-def test_fork_workers_read_every_id_once_and_intact(source, workers):
-    _check_every_id_once(source, workers, "fork")
+def test_fork_workers_read_every_id_once_and_intact(source, workers, tmp_path):
+    _check_every_id_once(source, workers, "fork", tmp_path)
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("workers", [pytest.param(1, marks=pytest.mark.training_spawn), 2,
                                      pytest.param(4, marks=pytest.mark.training_spawn)])
-def test_spawn_workers_read_every_id_once_and_intact(source, workers):
-    _check_every_id_once(source, workers, "spawn")
+def test_spawn_workers_read_every_id_once_and_intact(source, workers, tmp_path):
+    _check_every_id_once(source, workers, "spawn", tmp_path)
 
 
 def test_constructor_opens_nothing(tmp_path):
