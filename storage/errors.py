@@ -96,3 +96,19 @@ class NewerFormatError(StoreError, ValueError):
 
 class InvalidOptionError(StoreError, ValueError, TypeError):
     """An option of ``open_store`` (mode, path, a backend's own option) is not valid."""
+
+
+class EncodedValueError(ImageFormatError):
+    """An encoded image that is not bytes, is empty, or lacks its store's encoding signature."""
+
+
+class ValueTooLargeError(EncodedValueError):
+    """An encoded image longer than the format can hold in one value."""
+
+
+class StoreModeError(ImageFormatError):
+    """Arrays handed to a store of encoded images, or bytes to a store of arrays."""
+
+
+class EncodingMismatchError(StoreError, ValueError):
+    """Opening a store with an encoding other than the one it was created with."""

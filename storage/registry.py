@@ -34,6 +34,7 @@ _ENTRIES = [
     BackendEntry("classic-lmdb", "storage.references.classic_lmdb:ClassicLmdbBackend", reference=True),
     BackendEntry("classic-hdf5", "storage.references.classic_hdf5:ClassicHdf5Backend", reference=True),
     BackendEntry("raw", "storage.references.raw:RawBackend", reference=True),
+    BackendEntry("raw-blob", "storage.references.raw_blob:RawBlobBackend", reference=True),
 ]
 
 BACKENDS: dict[str, BackendEntry] = {entry.name: entry for entry in _ENTRIES}

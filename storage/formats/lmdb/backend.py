@@ -40,6 +40,7 @@ import numpy as np
 
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
@@ -78,6 +79,8 @@ class LmdbOptions(Options):
 class LmdbBackend(Backend):
     name = "lmdb"
     Options = LmdbOptions
+    # Encoded images: storage.formats.lmdb.encoded (set as encoded_variant by the package).
+    capabilities = Capabilities(encodings=("jpeg", "png"))
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,  # one transaction per write_many
