@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from storage import open_store
 from storage.core.encodings import SIGNATURES
 from storage.core.facts import missing_fact
-from storage.errors import (EncodedValueError, EncodingMismatchError, InvalidOptionError,
+from storage.errors import (CorruptStoreError, EncodedValueError, EncodingMismatchError, InvalidOptionError,
                             StoreModeError, UnsupportedOperationError, ValueTooLargeError)
 from storage.registry import BACKENDS, backend_class
 
@@ -96,13 +96,39 @@ def test_plain_library_reads_the_encoded_layout(encoded_name, new_store_path):
     if reader is None:
         pytest.skip(missing_fact(encoded_name, "plain_reader"))
     rng = np.random.default_rng(5)
-    datas = [SIGNATURES[encoding] + rng.bytes(size) + b"\x00" for size in (0, 10, 70_000, 3)]
+    signature = SIGNATURES[encoding]
+    # 1 MiB beside a few bytes in one call, each ending in NUL.
+    datas = [signature + rng.bytes(size) + b"\x00"
+             for size in (0, 10, MIB - len(signature) - 1, 3)]
     path = new_store_path()
     with open_store(path, encoded_name, "w", encoding=encoding) as store:
         store.write_many(datas[:2], [1, 2], ids=[5, 9])
         store.write_many(datas[2:], [3, 4], ids=[0, 2**40])
     assert reader(path) == {5: (datas[0], 1), 9: (datas[1], 2), 0: (datas[2], 3),
                             2**40: (datas[3], 4)}
+
+
+@pytest.mark.timeout(60)
+def test_damaged_bytes_read_as_corrupt_never_as_another_image(encoded_name, new_store_path):
+    if BACKENDS[encoded_name].reference:
+        pytest.skip(f"{encoded_name} is a reference: it stores no checksums")
+    encoding = backend_class(encoded_name).capabilities.encodings[0]
+    pattern = np.random.default_rng(9).bytes(64)
+    path = new_store_path()
+    with open_store(path, encoded_name, "w", encoding=encoding) as store:
+        store.write_many([SIGNATURES[encoding] + pattern, SIGNATURES[encoding] + b"x"], [1, 2])
+    holders = [file for file in path.rglob("*") if file.is_file()
+               and pattern in file.read_bytes()]
+    assert len(holders) == 1
+    content = bytearray(holders[0].read_bytes())
+    content[content.index(pattern) + 30] ^= 0x01
+    holders[0].write_bytes(content)
+    with open_store(path) as store:
+        with pytest.raises(CorruptStoreError):
+            store.read_many([0, 1])
+        with pytest.raises(CorruptStoreError):
+            store.read_one(0)
+        assert store.read_one(1) == (SIGNATURES[encoding] + b"x", 2)
 
 
 @pytest.fixture
