@@ -41,7 +41,8 @@ def check_values(values, encoding: str, limit: int, *, batch: bool) -> list[byte
     if isinstance(values, np.ndarray) or is_bytes_like(values):
         raise StoreModeError(
             f"this store holds {encoding} images, so write_many takes a sequence of "
-            f"{encoding} byte strings, got {_kind(values)}; encode the images first, or "
+            f"{encoding} byte strings, got {_kind(values, article=True)}; encode the images "
+            "first (one bytes value per image), or "
             "use a store created without encoding= for arrays")
     if not isinstance(values, Sequence):
         values = list(values)
@@ -86,7 +87,7 @@ def refuse_bytes(images) -> None:
                     "images first (storage.decode), or create the store with encoding=")
 
 
-def _kind(value) -> str:
+def _kind(value, *, article: bool = False) -> str:
     if isinstance(value, np.ndarray):
         return f"an array {value.shape} {value.dtype}"
-    return f"of type {type(value).__name__}"
+    return f"a {type(value).__name__}" if article else f"of type {type(value).__name__}"
