@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.ratios import add_ratios
-from benchmarks.settings import add_options, read_settings
-from benchmarks.datasets import load_dataset
+from benchmarks.settings import DECODERS, add_options, read_settings
+from benchmarks.datasets import encode_jpeg, load_dataset
 from tests.memory_backend import register as register_toy_format
 
 
@@ -53,12 +53,18 @@ def _deselect(config, items, dropped) -> None:
 def pytest_generate_tests(metafunc):
     settings = metafunc.config.storage_settings
     if "storage_backend" in metafunc.fixturenames:
-        metafunc.parametrize("storage_backend", settings.backends, ids=str)
+        metafunc.parametrize("storage_backend", settings.array_backends(), ids=str)
+    if "encoded_backend" in metafunc.fixturenames:
+        metafunc.parametrize("encoded_backend", settings.encoded_backends(), ids=str)
+    if "decoder" in metafunc.fixturenames:
+        metafunc.parametrize("decoder", DECODERS, ids=str)
     names = metafunc.fixturenames
     if "storage_side" in names and "storage_n" in names:
         # One axis, so that a side is measured only at the N its byte cap allows.
-        metafunc.parametrize("storage_side, storage_n", settings.combinations(),
-                             ids=[f"{side}px-N={count}" for side, count in settings.combinations()])
+        encoded = "encoded_backend" in names or "decoder" in names
+        combinations = settings.combinations(encoded=encoded)
+        metafunc.parametrize("storage_side, storage_n", combinations,
+                             ids=[f"{side}px-N={count}" for side, count in combinations])
     elif "storage_n" in names:
         metafunc.parametrize("storage_n", settings.sizes, ids=lambda n: f"N={n}")
 
@@ -77,6 +83,28 @@ def datasets(pytestconfig):
         return loaded[side]
 
     return dataset_for
+
+
+@pytest.fixture(scope="session")
+def encoded_datasets(datasets, pytestconfig):
+    """The images of each side as JPEG quality 90, encoded once per run when first asked for."""
+    settings = pytestconfig.storage_settings
+    encoded = {}
+
+    def encoded_for(side: int):
+        if side not in encoded:
+            largest = max(count for each, count in settings.combinations(encoded=True)
+                          if each == side)
+            encoded[side] = encode_jpeg(datasets(side), largest)
+        return encoded[side]
+
+    return encoded_for
+
+
+@pytest.fixture
+def encoded_dataset(encoded_datasets, storage_side):
+    """This side's images as JPEG bytes (quality 90), for the encoded-image benchmarks."""
+    return encoded_datasets(storage_side)
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ from benchmarks.measure import StoreCache
 
 
 @pytest.fixture(scope="session")
-def store_cache(tmp_path_factory, datasets, pytestconfig):
+def store_cache(tmp_path_factory, datasets, encoded_datasets, pytestconfig):
     kept = pytestconfig.storage_settings.store_cache
     if kept:
         kept.mkdir(parents=True, exist_ok=True)
-    cache = StoreCache(kept or tmp_path_factory.mktemp("stores"), datasets, keep=bool(kept))
+    cache = StoreCache(kept or tmp_path_factory.mktemp("stores"), datasets, keep=bool(kept),
+                       encoded=encoded_datasets)
     yield cache
     cache.remove_all()
 
@@ -26,8 +27,8 @@ class _SideStores:
     def __init__(self, cache: StoreCache, side: int):
         self.cache, self.side = cache, side
 
-    def get(self, backend: str, count: int):
-        return self.cache.get(backend, count, self.side)
+    def get(self, backend: str, count: int, encoding: str | None = None):
+        return self.cache.get(backend, count, self.side, encoding)
 
     def take(self, backend: str, count: int):
         return self.cache.take(backend, count, self.side)

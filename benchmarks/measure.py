@@ -44,8 +44,9 @@ def record_throughput(benchmark, images_per_round: int, image_bytes: int,
         )
 
 
-def build_store(path: Path, backend: str, images: np.ndarray, labels: np.ndarray) -> Path:
-    with open_store(path, backend, mode="w", durable=False) as store:
+def build_store(path: Path, backend: str, images, labels: np.ndarray,
+                encoding: str | None = None) -> Path:
+    with open_store(path, backend, mode="w", durable=False, encoding=encoding) as store:
         store.write_many(images, labels)
     return path
 
@@ -59,17 +60,21 @@ class StoreCache:
     them (the gate measures one revision many times); a writer then gets a copy.
     """
 
-    def __init__(self, root: Path, datasets, *, keep: bool = False):
+    def __init__(self, root: Path, datasets, *, keep: bool = False, encoded=None):
         self.root, self.datasets, self.keep = root, datasets, keep
+        self.encoded = encoded  # side -> EncodedDataset, for stores of encoded images
         self._built, self._taken = {}, []
 
-    def get(self, backend: str, count: int, side: int = 32) -> Path:
-        key = (backend, side, count)
+    def get(self, backend: str, count: int, side: int = 32, encoding: str | None = None) -> Path:
+        key = (backend, side, count) if encoding is None else (backend, side, count, encoding)
         if key not in self._built:
             path = self.root / f"{backend}-{side}px-{count}"
+            if encoding is not None:
+                path = path.with_name(f"{path.name}-{encoding}")
             if not self.keep:
                 path = path.with_name(f"{path.name}-{len(self._taken)}")
-            self._built[key] = path if self._complete(path, side) else self._build(path, key)
+            self._built[key] = (path if self._complete(path, side, encoding)
+                                else self._build(path, key))
         return self._built[key]
 
     def take(self, backend: str, count: int, side: int = 32) -> Path:
@@ -93,17 +98,22 @@ class StoreCache:
                 shutil.rmtree(path, ignore_errors=True)
         self._built.clear()
 
+    def _source(self, side: int, encoding: str | None):
+        return self.datasets(side) if encoding is None else self.encoded(side)
+
     def _build(self, path: Path, key) -> Path:
-        backend, side, count = key
-        images, labels = self.datasets(side).take(count)
+        backend, side, count, *encoding = key
+        encoding = encoding[0] if encoding else None
+        source = self._source(side, encoding)
+        images, labels = source.take(count)
         shutil.rmtree(path, ignore_errors=True)  # a build cut short in an earlier session
-        build_store(path, backend, images, labels)
+        build_store(path, backend, images, labels, encoding)
         if self.keep:
-            (path.parent / f"{path.name}.complete").write_text(self.datasets(side).name)
+            (path.parent / f"{path.name}.complete").write_text(source.name)
         return path
 
-    def _complete(self, path: Path, side: int) -> bool:
+    def _complete(self, path: Path, side: int, encoding: str | None = None) -> bool:
         """A kept store whose build finished, of the same data set (else it is rebuilt)."""
         stamp = path.parent / f"{path.name}.complete"
         return (self.keep and path.is_dir() and stamp.exists()
-                and stamp.read_text() == self.datasets(side).name)
+                and stamp.read_text() == self._source(side, encoding).name)

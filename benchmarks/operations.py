@@ -10,6 +10,7 @@ class Operation:
     test: str  # the benchmark function that measures it
     what: str  # what one timed call does, for figure titles
     classic: str  # the classic reference's operation it is compared with (vs_classic)
+    reference: str = "raw"  # the backend (decoder) it is compared with in the run (vs_raw)
 
 
 OPERATIONS = (
@@ -34,6 +35,14 @@ OPERATIONS = (
               "rand_item"),
     Operation("rand_batch", "test_rand_batch", "read 256 shuffled ids from an open store of N",
               "rand_batch"),
+    # Encoded images (JPEG q90 bytes): against the bytes in one file, and the decoders.
+    Operation("store_many_encoded", "test_store_many_encoded",
+              "write N JPEG images' bytes into a new store", "store_many_encoded", "raw-blob"),
+    Operation("read_many_encoded", "test_read_many_encoded",
+              "open a store of N JPEG images and read all N images' bytes", "read_many_encoded",
+              "raw-blob"),
+    Operation("decode", "test_decode", "decode N JPEG images into one array", "decode",
+              "pillow"),
 )
 BY_NAME = {operation.name: operation for operation in OPERATIONS}
 NAMES = tuple(BY_NAME)

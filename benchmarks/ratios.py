@@ -1,4 +1,5 @@
-"""Each result against its references measured in the same run: ``raw`` and its classic twin."""
+"""Each result against its references measured in the same run: ``raw`` (or the operation's
+own reference: ``raw-blob`` for encoded images, Pillow for decoding) and its classic twin."""
 from __future__ import annotations
 
 from benchmarks.operations import BY_NAME
@@ -25,7 +26,8 @@ def add_ratios(results: list[dict]) -> None:
         info = result["extra_info"]
         backend = info.get("backend") or ""
         operation, count, side = _key(result)
-        references = (("vs_raw", RAW, operation),
+        raw = BY_NAME[operation].reference if operation in BY_NAME else RAW
+        references = (("vs_raw", raw, operation),
                       ("vs_classic", counterpart(backend),
                        BY_NAME[operation].classic if operation in BY_NAME else operation))
         for key, reference, reference_operation in references:

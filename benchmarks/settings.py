@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.registry import BACKENDS, our_backends, reference_backends
+from storage.registry import BACKENDS, backend_class, our_backends, reference_backends
 
 FULL_SIZES = (10, 100, 1_000, 10_000, 100_000)
 SMOKE_SIZES = (10, 100)
@@ -16,6 +16,10 @@ SMOKE_SIDES = (32,)
 # A store of N images is measured only while N x image bytes stays under this, so
 # 256 px runs to N = 1,000 and 512 px to N = 100; raise it for the wider sweep.
 DEFAULT_MAX_BYTES = 400_000_000
+# Encoded images are measured up to this N: they are the cheap part of the matrix.
+ENCODED_MAX_N = 10_000
+# What the decode benchmark compares: storage.decode's helper, and Pillow's loop.
+DECODERS = ("imagecodecs", "pillow")
 # The registry as the library ships it; formats a test session adds (the toy in
 # tests/memory_backend.py) are measured only when named.
 DEFAULT_BACKENDS = tuple(our_backends() + reference_backends())  # sharded: written by `convert`
@@ -36,10 +40,21 @@ class SuiteSettings:
     photographs: bool = False
     store_cache: Path | None = None
 
-    def combinations(self) -> list[tuple[int, int]]:
-        """(side, N) pairs to measure: every N at each side, up to the byte cap."""
+    def combinations(self, *, encoded: bool = False) -> list[tuple[int, int]]:
+        """(side, N) pairs to measure: every N at each side, up to the byte cap; for
+        encoded images up to ENCODED_MAX_N too."""
         return [(side, count) for side in self.sides for count in self.sizes
-                if side == min(self.sides) or count * side * side * 3 <= self.max_bytes]
+                if (side == min(self.sides) or count * side * side * 3 <= self.max_bytes)
+                and (not encoded or count <= ENCODED_MAX_N)]
+
+    def array_backends(self) -> tuple[str, ...]:
+        """The chosen backends that hold pixel arrays (raw-blob holds bytes only)."""
+        return tuple(name for name in self.backends if backend_class(name).capabilities.arrays)
+
+    def encoded_backends(self) -> tuple[str, ...]:
+        """The chosen backends that hold JPEG bytes."""
+        return tuple(name for name in self.backends
+                     if "jpeg" in backend_class(name).capabilities.encodings)
 
 
 def add_options(parser) -> None:

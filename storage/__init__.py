@@ -5,6 +5,8 @@ behind one interface.
 ...     store.write_many(images, labels)
 >>> with open_store("cifar.lmdb") as store:          # backend read from the store
 ...     images, labels = store.read_many(range(1000))
+>>> with open_store("photos", "lmdb", mode="w", encoding="jpeg") as store:
+...     store.write_many(jpeg_bytes_list, labels)   # bytes in, the same bytes out
 """
 from storage.core import validation
 from storage.core.backend import Backend
@@ -17,7 +19,11 @@ from storage.registry import BACKENDS, backend_class, our_backends, reference_ba
 
 
 def open_store(path, backend: str | None = None, mode: str = "r", **options) -> Backend:
-    """Open the store at ``path``; ``backend`` may be left out for an existing store."""
+    """Open the store at ``path``; ``backend`` may be left out for an existing store.
+
+    ``encoding="jpeg"`` or ``"png"`` creates a store of encoded images (see ``Backend``);
+    an existing store's encoding is read from its marker.
+    """
     path = validation.check_path(path)
     if backend is None:
         backend = backend_of(path)

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 import imagecodecs
 import numpy as np
 
+from storage.core.encodings import SIGNATURES
 from storage.core.threads import for_each_slice
 from storage.errors import ImageFormatError, ShapeMismatchError
 
-# File signatures: enough to choose a decoder, never a substitute for decoding.
-SIGNATURES = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
 _DECODERS = {"jpeg": imagecodecs.jpeg8_decode, "png": imagecodecs.png_decode}
 
 

@@ -113,3 +113,19 @@ class IncompleteStoreError(StoreError, ValueError):
 
 class SchedulerError(StoreError, ConnectionError):
     """The Dask scheduler named cannot be reached."""
+
+
+class EncodedValueError(ImageFormatError):
+    """An encoded image that is not bytes, is empty, or lacks its store's encoding signature."""
+
+
+class ValueTooLargeError(EncodedValueError):
+    """An encoded image longer than the format can hold in one value."""
+
+
+class StoreModeError(ImageFormatError):
+    """Arrays handed to a store of encoded images, or bytes to a store of arrays."""
+
+
+class EncodingMismatchError(StoreError, ValueError):
+    """Opening a store with an encoding other than the one it was created with."""

@@ -38,6 +38,7 @@ _ENTRIES = [
     BackendEntry("classic-lmdb", "storage.references.classic_lmdb:ClassicLmdbBackend", reference=True),
     BackendEntry("classic-hdf5", "storage.references.classic_hdf5:ClassicHdf5Backend", reference=True),
     BackendEntry("raw", "storage.references.raw:RawBackend", reference=True),
+    BackendEntry("raw-blob", "storage.references.raw_blob:RawBlobBackend", reference=True),
     # Shards of one of the formats above, read as one store (``python -m storage convert``).
     BackendEntry("sharded", "storage.sharded.backend:ShardedBackend", container=True),
 ]

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import inspect
 
-from benchmarks import test_access, test_read, test_store
+from benchmarks import test_access, test_encoded, test_read, test_store
 from benchmarks.operations import OPERATIONS
 from benchmarks.ratios import add_ratios, counterpart
 from storage.registry import BACKENDS
 
 
 def test_every_benchmark_is_in_the_table_and_back():
-    functions = {name for module in (test_access, test_read, test_store)
+    functions = {name for module in (test_access, test_encoded, test_read, test_store)
                  for name, _ in inspect.getmembers(module, inspect.isfunction)
                  if name.startswith("test_")}
     assert functions == {operation.test for operation in OPERATIONS}

@@ -7,6 +7,7 @@ wrote a store, argument checks, fork and pickle support, ``du``-style sizes.
 from __future__ import annotations
 
 import abc
+import importlib
 import os
 import threading
 from pathlib import Path
@@ -14,9 +15,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from storage.core import validation
+from storage.core import encodings, validation
 from storage.errors import (
     DuplicateKeyError,
+    EncodingMismatchError,
     InvalidKeyError,
     KeyNotFoundError,
     NotAStoreError,
@@ -41,12 +43,24 @@ MODES = ("r", "a", "w")
 
 
 class Backend(abc.ABC):
-    """A store of same-shaped uint8 images with int64 labels, keyed by int ids.
+    """A store of same-shaped uint8 images, or of encoded images, with int64 labels,
+    keyed by int ids.
 
     ``mode``: ``"r"`` read an existing store; ``"a"`` read and append, creating
     the store if the path is missing or empty; ``"w"`` create a new store, never
     over an existing one. ``durable``: fsync at the end of each ``write_many``
     and at ``close`` (never once per image), so data survives power loss.
+
+    ``encoding``: ``None`` (the default) creates a store of pixel arrays;
+    ``"jpeg"`` or ``"png"`` creates a store of encoded images, recorded in
+    ``store.json``. An encoded store takes and returns each image's bytes exactly
+    as given: ``write_one(id, data, label)``, ``write_many(datas, labels)`` with a
+    sequence of bytes, ``read_one(id) -> (bytes, label)``, ``read_many(ids) ->
+    (list[bytes], labels)``. Opening an existing store reads its encoding from the
+    marker (``encoding`` may then be left out; another one is refused).
+    ``storage.decode.decode_images`` turns bytes into pixels. Formats list the
+    encodings they hold in ``capabilities.encodings``; one whose encoded layout
+    differs names its class in ``encoded_variant``, which the constructor picks.
     """
 
     name: ClassVar[str]
@@ -62,19 +76,47 @@ class Backend(abc.ABC):
     # overwrite, and automatic ids must be chosen inside the write's own commit.
     concurrent_writers: ClassVar[bool] = False
 
-    def __init__(self, path, mode: str = "r", *, durable: bool = True, **options):
+    # The class holding this format's encoded images (a subclass with its own layout),
+    # or its "module:Class" (imported when first used); None where this class holds
+    # them itself, or the format holds none.
+    encoded_variant: ClassVar[type | str | None] = None
+
+    def __new__(cls, path=None, mode: str = "r", *args, encoding=None, **keywords):
+        if encoding is None and path is not None:
+            encoding = _recorded_encoding(path)
+        return super().__new__(cls.class_for(encoding))
+
+    @classmethod
+    def class_for(cls, encoding: str | None) -> type:
+        """The class that holds this format's stores of ``encoding`` (None: arrays)."""
+        if encoding is None or cls.encoded_variant is None:
+            return cls
+        return _resolve(cls.encoded_variant)
+
+    def __init__(self, path, mode: str = "r", *, durable: bool = True, encoding=None,
+                 **options):
         validation.check_mode(mode, MODES)
         validation.check_flag(durable, "durable")
         self.options = self.Options.from_keywords(self.name, options)
         self.path = validation.check_path(path)
         self.mode = mode
         self.durable = durable
+        self.encoding = encodings.check_encoding(encoding)
+        if self.encoding is not None and self.encoding not in self.capabilities.encodings:
+            raise UnsupportedOperationError(
+                f"backend {self.name!r} cannot store encoded {self.encoding} images; it "
+                f"supports {self.capabilities.describe()}. Choose a backend that does, or "
+                "store decoded arrays (leave encoding out)")
         # Writes through one store object from several threads take turns.
         self._write_turn = threading.RLock()
         self._closed = True
         self._pid = os.getpid()
         self._image_shape: tuple[int, int, int] | None = None
+        if self.encoding is None and not self._marker_path.exists():
+            self._refuse_arrays()  # before creating anything
         created = self._prepare_directory()
+        if self.encoding is None:
+            self._refuse_arrays()
         self._closed = False
         try:
             self._open(create=created)
@@ -114,7 +156,8 @@ class Backend(abc.ABC):
         return images[0], int(labels[0])
 
     def _write_one(self, key: int, image: np.ndarray, label: int, overwrite: bool) -> None:
-        self._write_many(np.array([key], dtype=np.int64), image[None],
+        self._write_many(np.array([key], dtype=np.int64),
+                         [image] if self.encoding else image[None],
                          np.array([label], dtype=np.int64), overwrite)
 
     def _count(self) -> int:
@@ -165,27 +208,30 @@ class Backend(abc.ABC):
         return self._image_shape
 
     def write_many(self, images, labels, ids=None, *, overwrite: bool = False) -> np.ndarray:
-        """Store images (N, H, W, C) uint8 with their labels as one commit; return their ids.
+        """Store images (N, H, W, C) uint8, or a sequence of encoded images' bytes in an
+        encoded store, with their labels as one commit; return their ids.
 
         Without ``ids`` the images get the ids after the largest one held (0, 1, ... in
         a new store).
         """
         self._check_writable()
-        images = validation.check_images(images, batch=True, dtypes=self.capabilities.dtypes)
+        images = self._checked_images(images, batch=True)
         labels = validation.check_labels(labels, len(images))
         if ids is not None:
             ids = validation.check_ids(ids, len(images))
             if len(np.unique(ids)) != len(ids):
                 raise DuplicateKeyError("ids repeat within the batch; give each image its own id")
         if len(images) == 0:
-            self._check_empty_batch(images)
+            if not self.encoding:
+                self._check_empty_batch(images)
             return np.zeros(0, np.int64) if ids is None else ids
         self._check_capable(images, overwrite=overwrite, single=False)
         with self._write_turn:
             self._check_writable()
             if ids is not None and not overwrite:
                 self._refuse_held(ids)
-            self._accept_shape(images.shape[1:])
+            if not self.encoding:
+                self._accept_shape(images.shape[1:])
             if ids is None:
                 ids = self._guarded_write(self._append_many, images, labels)
             else:
@@ -195,21 +241,22 @@ class Backend(abc.ABC):
         return ids
 
     def write_one(self, key: int, image, label: int, *, overwrite: bool = False) -> None:
-        """Store one image (H, W, C) uint8 under ``key``."""
+        """Store one image (H, W, C) uint8, or its bytes in an encoded store, under ``key``."""
         self._check_writable()
         key = validation.check_id(key)
-        image = validation.check_images(image, batch=False, dtypes=self.capabilities.dtypes)
+        image = self._checked_images(image, batch=False)
         self._check_capable(image, overwrite=overwrite, single=True)
         label = validation.check_label(label)
         with self._write_turn:
             self._check_writable()
             if not overwrite:
                 self._refuse_held(np.array([key], dtype=np.int64))
-            self._accept_shape(image.shape)
+            if not self.encoding:
+                self._accept_shape(image.shape)
             self._guarded_write(self._write_one, key, image, label, overwrite)
 
     def read_one(self, key: int) -> tuple[np.ndarray, int]:
-        """The image (H, W, C) and label stored under ``key``."""
+        """The image (H, W, C), or its bytes in an encoded store, and the label under ``key``."""
         self._check_usable()
         key = validation.check_id(key)
         try:
@@ -218,9 +265,12 @@ class Backend(abc.ABC):
             raise self._missing_among(np.array([key], dtype=np.int64), error) from None
 
     def read_many(self, ids) -> tuple[np.ndarray, np.ndarray]:
-        """Images (N, H, W, C) and labels (N,) for ``ids``: a range, list or array."""
+        """Images (N, H, W, C), or a list of N byte strings in an encoded store, and
+        labels (N,) for ``ids``: a range, list or array."""
         self._check_usable()
         ids = validation.check_ids(ids)
+        if len(ids) == 0 and self.encoding:
+            return [], np.zeros(0, np.int64)
         if len(ids) == 0:
             return np.zeros((0, *(self.image_shape or (0, 0, 0))), np.uint8), np.zeros(0, np.int64)
         try:
@@ -277,11 +327,11 @@ class Backend(abc.ABC):
     # reading (it is a worker; a second writer would meet the first one's lock).
     def __getstate__(self):
         return {"path": str(self.path), "mode": "r", "durable": self.durable,
-                "options": self.options.as_keywords()}
+                "encoding": self.encoding, "options": self.options.as_keywords()}
 
     def __setstate__(self, state) -> None:
         self.__init__(state["path"], state["mode"], durable=state["durable"],
-                      **state.get("options", {}))
+                      encoding=state.get("encoding"), **state.get("options", {}))
 
     # ---- shared machinery ------------------------------------------------------------
     def _check_usable(self) -> None:
@@ -319,7 +369,22 @@ class Backend(abc.ABC):
         largest = self._max_id()
         return 0 if largest is None else largest + 1
 
-    def _check_capable(self, images: np.ndarray, *, overwrite: bool, single: bool) -> None:
+    def _refuse_arrays(self) -> None:
+        if not self.capabilities.arrays:
+            raise UnsupportedOperationError(
+                f"backend {self.name!r} holds encoded images only; create the store with "
+                f"encoding= one of {', '.join(map(repr, self.capabilities.encodings))}")
+
+    def _checked_images(self, images, *, batch: bool):
+        """Images as the store's mode takes them: an array, or a list of checked bytes."""
+        if self.encoding:
+            values = encodings.check_values(images, self.encoding,
+                                            self.capabilities.max_value_bytes, batch=batch)
+            return values if batch else values[0]
+        encodings.refuse_bytes(images)
+        return validation.check_images(images, batch=batch, dtypes=self.capabilities.dtypes)
+
+    def _check_capable(self, images, *, overwrite: bool, single: bool) -> None:
         """Refuse, before anything is written, what this format cannot do."""
         can = self.capabilities
         asked = None
@@ -327,6 +392,8 @@ class Backend(abc.ABC):
             asked = "overwrite=True"
         elif single and not can.write_one:
             asked = "write_one"
+        elif self.encoding:
+            pass  # the values were checked against the encoding already
         elif images.dtype.name not in can.dtypes:
             asked = f"{images.dtype} pixels"
         elif can.channels is not None and images.shape[-1] not in can.channels:
@@ -431,7 +498,7 @@ class Backend(abc.ABC):
                 self.path.mkdir(parents=True, exist_ok=True)
             # Exclusive: of two creators at once exactly one writes the marker.
             created = write_marker(self.path, self.name, None, exclusive=True,
-                                   **self._marker_fields())
+                                   **self._encoding_field(), **self._marker_fields())
         except NotADirectoryError:
             raise NotAStoreError(
                 f"'{self.path}' lies inside a file, not a directory; choose another path"
@@ -446,22 +513,57 @@ class Backend(abc.ABC):
         return read_marker(self.path)
 
     def _check_marker(self) -> None:
-        written_by = self._load_marker()["backend"]
+        marker = self._load_marker()
+        written_by = marker["backend"]
         if written_by != self.name:
             raise WrongBackendError(
                 f"store at '{self.path}' was written by backend {written_by!r}, not "
                 f"{self.name!r}; open it with backend={written_by!r}"
             )
+        recorded = marker.get("encoding")  # absent in stores of arrays, old ones included
+        if recorded is not None and recorded not in encodings.ENCODINGS:
+            raise NotAStoreError(f"'{self._marker_path}' holds an unknown encoding {recorded!r}")
+        if self.encoding is not None and recorded != self.encoding:
+            holds = f"encoded {recorded} images" if recorded else "pixel arrays"
+            raise EncodingMismatchError(
+                f"the store at '{self.path}' holds {holds}, not {self.encoding} images; open "
+                f"it without encoding= (it is read from the store), or use another path")
+        if recorded is not None and recorded not in self.capabilities.encodings:
+            raise UnsupportedOperationError(
+                f"backend {self.name!r} cannot read the encoded {recorded} images at "
+                f"'{self.path}'; open it with open_store(path) to pick the right class")
+        self.encoding = recorded
 
     def _read_marker_shape(self):
         return marker_shape(self._load_marker(), self.path)
 
     def _write_marker(self) -> None:
-        write_marker(self.path, self.name, self._image_shape, **self._marker_fields())
+        write_marker(self.path, self.name, self._image_shape, **self._encoding_field(),
+                     **self._marker_fields())
+
+    def _encoding_field(self) -> dict:
+        """``{"encoding": ...}`` in an encoded store's marker; nothing in an array store's."""
+        return {"encoding": self.encoding} if self.encoding else {}
 
     def _marker_fields(self) -> dict:
         """A format's own fields in ``store.json`` (its layout version, say)."""
         return {}
+
+
+def _resolve(variant):
+    if isinstance(variant, str):
+        module_name, class_name = variant.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+    return variant
+
+
+def _recorded_encoding(path) -> str | None:
+    """The encoding an existing store records, for choosing its class; None when there
+    is no readable marker (the constructor then reports what is wrong)."""
+    try:
+        return read_marker(validation.check_path(path)).get("encoding")
+    except (StoreError, OSError):
+        return None
 
 
 def _marker_temporary(entry: Path) -> bool:

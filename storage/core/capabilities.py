@@ -18,6 +18,8 @@ class Capabilities:
     dtypes: tuple[str, ...] = ("uint8",)  # pixel dtypes an array store holds
     channels: tuple[int, ...] | None = None  # channel counts held; None: any
     encodings: tuple[str, ...] = ()       # encoded-image modes ("jpeg", "png"); () arrays only
+    arrays: bool = True           # stores of pixel arrays (False: encoded images only)
+    max_value_bytes: int = 2**31 - 1  # the longest encoded image one value may hold
     processes: str = "many"       # "many": readers in several processes; "one": one process at a time
 
     def describe(self) -> str:
@@ -26,5 +28,7 @@ class Capabilities:
                  "any channel count" if self.channels is None
                  else f"{', '.join(map(str, self.channels))} channels",
                  "overwrites" if self.overwrite else "no overwrites (append-only)",
-                 "single-image writes" if self.write_one else "batch writes only"]
+                 "single-image writes" if self.write_one else "batch writes only",
+                 f"encoded {', '.join(self.encodings)} images" if self.encodings
+                 else "no encoded images"]
         return "; ".join(parts)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from imagecodecs import zlibng_crc32 as crc32  # same CRC-32 as zlib.crc32, far faster
 
 from storage.errors import CorruptStoreError
 
@@ -71,3 +72,12 @@ def _weights(count: int) -> np.ndarray:
 
 
 _OFFSET = _splitmix64(np.array([2**32], np.uint64))[0]
+
+
+def bytes_checksums(ids: np.ndarray, labels: np.ndarray, datas) -> np.ndarray:
+    """uint64 checksum of each encoded image: CRC-32 of its id and label (8 bytes each,
+    little-endian) followed by its bytes. zlib-ng's CRC runs at tens of GB/s, so one
+    call per image costs about a microsecond for a 30 KB JPEG."""
+    heads = np.stack([ids, labels], axis=1).astype("<i8")
+    return np.fromiter((crc32(data, crc32(head)) for head, data in zip(heads, datas)),
+                       np.uint64, len(datas))

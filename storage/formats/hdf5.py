@@ -52,6 +52,7 @@ import imagecodecs
 import numpy as np
 
 from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
@@ -96,6 +97,8 @@ def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
 
 class Hdf5Backend(Backend):
     name = "hdf5"
+    capabilities = Capabilities(encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.hdf5_encoded:EncodedHdf5Backend"
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,  # /ids grows once per batch, after the rows are flushed
@@ -318,7 +321,8 @@ class Hdf5Backend(Backend):
 
     def _write_first_batch(self, ids, images, labels, checksums) -> None:
         """A new store's first batch: a whole new file, renamed over the empty one."""
-        _write_new_file(self._file_path, (ids, images, labels, checksums), self.durable)
+        _write_new_file(self._file_path, functools.partial(
+            _create_datasets, ids, images, labels, checksums), self.durable)
         self._file.close()
         self._file = self._open_file()
         self._load_index()
@@ -437,20 +441,32 @@ def _new_file_path(path):
     return path.with_name(path.name + ".new")
 
 
-def _write_new_file(path, batch, durable: bool) -> None:
-    """Write a complete file beside ``path`` and rename it into place: never half a file."""
+def _create_datasets(ids, images, labels, checksums, file: h5py.File) -> None:
+    """A first batch's datasets, in a new file."""
+    shape = images.shape[1:]
+    chunk_rows = max(1, _CHUNK_BYTES // int(np.prod(shape)))
+    file.create_dataset("images", data=images, maxshape=(None, *shape),
+                        chunks=(chunk_rows, *shape))
+    create_row_datasets(file, labels=labels, checksums=checksums, ids=ids)
+
+
+def create_row_datasets(file: h5py.File, **rows) -> None:
+    """One resizable int dataset per keyword: values per row, ``ids`` the commit record."""
+    for name, values in rows.items():
+        file.create_dataset(name, data=values, maxshape=(None,), chunks=(16384,))
+
+
+def _write_new_file(path, fill, durable: bool) -> None:
+    """Write a complete file beside ``path`` and rename it into place: never half a file.
+
+    ``fill(file)`` creates the datasets of a first batch; None leaves the file empty.
+    """
     new_path = _new_file_path(path)
     try:
         file = h5py.File(new_path, "w", libver=_LIBVER, locking=False)
         try:
-            if batch is not None:
-                ids, images, labels, checksums = batch
-                shape = images.shape[1:]
-                chunk_rows = max(1, _CHUNK_BYTES // int(np.prod(shape)))
-                file.create_dataset("images", data=images, maxshape=(None, *shape),
-                                    chunks=(chunk_rows, *shape))
-                for name, values in (("labels", labels), ("checksums", checksums), ("ids", ids)):
-                    file.create_dataset(name, data=values, maxshape=(None,), chunks=(16384,))
+            if fill is not None:
+                fill(file)
             file.close()
         except BaseException:
             _close_through_devnull(file)

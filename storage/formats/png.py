@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
 import re
 import struct
 import zlib
@@ -68,7 +67,9 @@ IMAGES = "images"
 ZLIB_LEVEL = 1
 # Signature, IHDR, IDAT and IEND chunks, zlib header and checksum around stored pixels.
 _PNG_OVERHEAD = 63
-_FILE_NAME = re.compile(rb"^images/(\d+)(?:\.(\d+))?\.png$")
+# images/<id>[.<generation>][-<CRC-32 of the bytes>].<png or jpg>: the CRC part only in
+# stores of encoded images (storage.formats.png_encoded).
+_FILE_NAME = re.compile(rb"^images/(\d+)(?:\.(\d+))?(?:-([0-9a-f]{8}))?\.(png|jpg)$")
 
 
 def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
@@ -99,7 +100,10 @@ class PngBackend(Backend):
 
     name = "png"
     Options = PngOptions
-    capabilities = Capabilities(channels=(1, 2, 3, 4))  # grey, grey+alpha, RGB, RGBA
+    # Grey, grey+alpha, RGB, RGBA; encoded images as they are, in storage.formats.png_encoded.
+    capabilities = Capabilities(channels=(1, 2, 3, 4), encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.png_encoded:EncodedPngBackend"
+    _extension = b"png"  # of the image files
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=False,  # a batch's rows go in one write, of which a kill may leave a prefix
@@ -241,7 +245,8 @@ class PngBackend(Backend):
             key, label = int(fields[0]), int(fields[1])
         except (ValueError, IndexError):
             match = None
-        if match is None or int(match.group(1)) != key:
+        if (match is None or int(match.group(1)) != key or match.group(4) != self._extension
+                or (match.group(3) is None) != (self.encoding is None)):
             raise CorruptStoreError(
                 f"line {number} of '{self._table}' is not 'id,label,images/<id>.png': {line[:80]!r}")
         return key, label, fields[2]

@@ -40,9 +40,10 @@ import numpy as np
 
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts, NOT_CREATED_YET, PowerLoss
 from storage.core.options import Options, is_int, option
-from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
+from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError
 from storage.core.files import fsync_directory, storage_looks_full, translate_os_error
 from storage.formats.lmdb.chunk import Chunk
 from storage.formats.lmdb.plain import read_plainly
@@ -82,6 +83,8 @@ class LmdbOptions(Options):
 class LmdbBackend(Backend):
     name = "lmdb"
     Options = LmdbOptions
+    # Encoded images: storage.formats.lmdb.encoded (set as encoded_variant by the package).
+    capabilities = Capabilities(encodings=("jpeg", "png"))
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,  # one transaction per write_many
