@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.operations import BY_TEST
 from benchmarks.ratios import add_ratios
 from benchmarks.settings import DECODERS, add_options, read_settings
 from benchmarks.datasets import encode_jpeg, load_dataset
@@ -62,7 +63,9 @@ def pytest_generate_tests(metafunc):
     if "storage_side" in names and "storage_n" in names:
         # One axis, so that a side is measured only at the N its byte cap allows.
         encoded = "encoded_backend" in names or "decoder" in names
-        combinations = settings.combinations(encoded=encoded)
+        operation = BY_TEST.get(metafunc.function.__name__)
+        combinations = settings.combinations(
+            encoded=encoded, every_side=operation is None or operation.every_side)
         metafunc.parametrize("storage_side, storage_n", combinations,
                              ids=[f"{side}px-N={count}" for side, count in combinations])
     elif "storage_n" in names:

@@ -39,12 +39,16 @@ class SuiteSettings:
     max_bytes: int = DEFAULT_MAX_BYTES
     photographs: bool = False
     store_cache: Path | None = None
+    sides_given: bool = False  # --storage-size named the sides: every operation at each
 
-    def combinations(self, *, encoded: bool = False) -> list[tuple[int, int]]:
+    def combinations(self, *, encoded: bool = False,
+                     every_side: bool = True) -> list[tuple[int, int]]:
         """(side, N) pairs to measure: every N at each side, up to the byte cap; for
-        encoded images up to ENCODED_MAX_N too."""
-        return [(side, count) for side in self.sides for count in self.sizes
-                if (side == min(self.sides) or count * side * side * 3 <= self.max_bytes)
+        encoded images up to ENCODED_MAX_N too. An operation not measured at every side
+        (benchmarks/operations.py) runs at the smallest only, unless the sides were named."""
+        sides = self.sides if every_side or self.sides_given else (min(self.sides),)
+        return [(side, count) for side in sides for count in self.sizes
+                if (side == min(sides) or count * side * side * 3 <= self.max_bytes)
                 and (not encoded or count <= ENCODED_MAX_N)]
 
     def array_backends(self) -> tuple[str, ...]:
@@ -106,6 +110,7 @@ def read_settings(config) -> SuiteSettings:
         photographs=bool(config.getoption("photographs")),
         store_cache=Path(config.getoption("storage_store_cache")).resolve()
         if config.getoption("storage_store_cache") else None,
+        sides_given=bool(config.getoption("storage_size")),
     )
 
 

@@ -1,11 +1,14 @@
 """The suite's one operations table matches its benchmarks; classic twins come from the registry."""
 from __future__ import annotations
 
+import dataclasses
+
 import inspect
 
 from benchmarks import test_access, test_encoded, test_read, test_store
 from benchmarks.operations import OPERATIONS
 from benchmarks.ratios import add_ratios, counterpart
+from benchmarks.settings import SuiteSettings
 from storage.registry import BACKENDS
 
 
@@ -42,3 +45,13 @@ def test_ratios_compare_images_of_one_side_only():
                result("read_many", "raw", 4.0, side=256)]
     add_ratios(results)
     assert results[0]["extra_info"]["vs_raw"] == 2.0
+
+
+def test_only_the_bulk_operations_run_at_every_default_side():
+    default = SuiteSettings(backends=("raw",), sizes=(10, 1_000), cifar=None, measuring=True,
+                            sides=(32, 256))
+    assert default.combinations(every_side=False) == [(32, 10), (32, 1_000)]
+    assert default.combinations() == [(32, 10), (32, 1_000), (256, 10), (256, 1_000)]
+    named = dataclasses.replace(default, sides_given=True)
+    assert named.combinations(every_side=False) == named.combinations()
+    assert {op.name for op in OPERATIONS if op.every_side} >= {"store_many", "read_many"}
