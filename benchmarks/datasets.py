@@ -8,10 +8,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import imagecodecs
 import numpy as np
 
-from storage.core.threads import for_each_slice
+from storage.encode import JPEG_QUALITY, encode_images
 from storage.sources.cifar import load_cifar
 from storage.sources.photographs import photograph_crops
 from storage.sources.synthetic import SIDE, synthetic_cifar, synthetic_images
@@ -34,9 +33,6 @@ class Dataset:
         return self.images[rows], self.labels[rows]
 
 
-JPEG_QUALITY = 90
-
-
 @dataclass(frozen=True)
 class EncodedDataset:
     name: str
@@ -54,13 +50,7 @@ def encode_jpeg(dataset: Dataset, count: int) -> EncodedDataset:
     """The first ``count`` images of ``dataset`` as JPEG quality 90 (libjpeg-turbo: the
     same bytes every run), encoded on every core."""
     images, labels = dataset.images[:count], dataset.labels[:count]
-    datas = [b""] * len(images)
-
-    def work(start: int, stop: int) -> None:
-        for row in range(start, stop):
-            datas[row] = imagecodecs.jpeg8_encode(images[row], level=JPEG_QUALITY)
-
-    for_each_slice(work, len(images))
+    datas = encode_images(images, "jpeg")
     side = int(images.shape[1])
     return EncodedDataset(f"JPEG q{JPEG_QUALITY} of {dataset.name}", side, datas, labels)
 

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 
+from storage.convert.output import ENCODED_CHOICES
 from storage.errors import StoreError
 
 EXIT_DAMAGED, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
@@ -50,8 +51,10 @@ def parser() -> argparse.ArgumentParser:
     convert.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler "
                          "(default: $DASK_SCHEDULER_ADDRESS, else one worker per core here)")
     convert.add_argument("--workers", type=positive, help="local Dask workers (default: cores)")
-    convert.add_argument("--encoded", choices=("none", "jpeg", "png", "keep"), default="none",
-                         help="store encoded images (not available in this version: none)")
+    convert.add_argument("--encoded", choices=ENCODED_CHOICES, default="none",
+                         help="none: pixel arrays (default; an encoded source is decoded); "
+                         "jpeg, png: encode each image (JPEG quality 90); keep: copy an "
+                         "encoded source's bytes unchanged")
     convert.add_argument("--split", default="train", choices=("train", "test", "all"),
                          help="CIFAR split to convert (default: train)")
     convert.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -97,10 +100,6 @@ def _convert(arguments) -> int:
     from storage.convert import convert
     from storage.convert.progress import Progress
 
-    if arguments.encoded != "none":
-        print("error: --encoded needs stores of encoded images, which this version does not "
-              "have; leave --encoded out to store decoded pixels", file=sys.stderr)
-        return EXIT_ERROR
     # Dask reports re-run tasks as warnings; the run recovers from them, the user need not act.
     import distributed  # noqa: F401 - its import configures its loggers; quiet them after
 
@@ -111,7 +110,8 @@ def _convert(arguments) -> int:
     result = convert(arguments.source, arguments.destination, arguments.format,
                      shards=arguments.shards, shard_size=arguments.shard_size,
                      scheduler=arguments.scheduler, workers=arguments.workers,
-                     resume=arguments.resume, split=arguments.split, progress=progress)
+                     resume=arguments.resume, split=arguments.split,
+                     encoded=arguments.encoded, progress=progress)
     if not result.built:
         print(f"'{result.destination}' already holds this conversion ({result.count:,} images); "
               "nothing to do")

@@ -1,4 +1,4 @@
-"""What a store holds: format, image shape, count, ids, shards, disk use, versions."""
+"""What a store holds: format, image shape or encoding, count, ids, shards, disk use, versions."""
 from __future__ import annotations
 
 import json
@@ -34,7 +34,9 @@ def store_info(path) -> dict:
         shape = store.image_shape
         facts = {
             "path": str(path), "format": backend, "format_version": marker.get("version"),
-            "mode": "decoded pixels, uint8",
+            "mode": (f"encoded {store.encoding} images (their bytes as stored)"
+                     if store.encoding else "decoded pixels, uint8"),
+            "encoding": store.encoding,
             "image_shape": list(shape) if shape else None, "count": len(ids),
             "id_range": [int(ids[0]), int(ids[-1])] if len(ids) else None,
             "disk_bytes": store.disk_usage(),
@@ -61,6 +63,7 @@ def format_info(facts: dict) -> str:
                                            if "shards" in facts else "")
          + f", version {facts['format_version']}"),
         ("mode", facts["mode"]),
+        ("encoding", facts["encoding"]) if facts.get("encoding") else
         ("image shape", " x ".join(map(str, shape)) if shape else "none yet (empty)"),
         ("images", f"{facts['count']:,}"),
         ("ids", "{:,}..{:,}".format(*facts["id_range"]) if facts["id_range"] else "none"),

@@ -2,8 +2,9 @@
 
 Reads go through the public API in batches (each backend checks its CRCs or checksums
 as it reads); a batch that fails is halved until the damaged ids are named. A sharded
-store is checked shard by shard: its index, each shard's own commit record and ids, and
-the content checksum the index holds for it.
+store is checked shard by shard: its index, each shard's own commit record, ids and
+encoding, and the content checksum the index holds for it. Encoded images are checked as
+the bytes the store holds (its CRCs), not decoded: a store keeps the bytes it was given.
 """
 from __future__ import annotations
 
@@ -84,6 +85,9 @@ def _verify_sharded(path: Path, report: VerifyReport, progress) -> None:
             if backend_of(path / shard.name) != index.shard_format:
                 raise CorruptStoreError(f"it is a {type(store).name} store, the index says "
                                         f"{index.shard_format}")
+            if store.encoding != index.encoding:
+                raise CorruptStoreError(f"it holds {store.encoding or 'pixel arrays'}, the "
+                                        f"index says {index.encoding or 'pixel arrays'}")
             if not np.array_equal(store.ids(), expected):
                 raise CorruptStoreError(f"it holds ids other than {shard.start}..{shard.stop - 1}")
         except StoreError as error:
@@ -115,7 +119,8 @@ def is_damage(error: BaseException) -> bool:
 
 def _scan(store, ids: np.ndarray, checksum, progress, problems: list[str]) -> list[int]:
     """Damaged ids among ``ids``; feeds ``checksum`` while every batch reads clean."""
-    batch = max(1, BATCH_BYTES // max(1, math.prod(store.image_shape or (1,))))
+    image_bytes = _image_bytes(store, ids)
+    batch = max(1, BATCH_BYTES // image_bytes)
     damaged: list[int] = []
     for first in range(0, len(ids), batch):
         part = ids[first:first + batch]
@@ -132,8 +137,23 @@ def _scan(store, ids: np.ndarray, checksum, progress, problems: list[str]) -> li
             if checksum is not None and not damaged:
                 checksum.add(images, labels)
         if progress:
-            progress.advance(len(part), len(part) * math.prod(store.image_shape or (0,)))
+            progress.advance(len(part), len(part) * image_bytes)
     return damaged
+
+
+def _image_bytes(store, ids: np.ndarray) -> int:
+    """About how many bytes one image reads as: its shape's, or an encoded image's length
+    (the first one's; 64 KiB when that one is damaged: the scan then names it)."""
+    if not store.encoding:
+        return max(1, math.prod(store.image_shape or (1,)))
+    if not len(ids):
+        return 1
+    try:
+        return max(1, len(store.read_one(int(ids[0]))[0]))
+    except Exception as error:
+        if not is_damage(error):
+            raise
+        return 64 * 1024
 
 
 def _bisect(store, ids: np.ndarray) -> list[int]:

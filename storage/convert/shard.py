@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage import open_store
+from storage.convert.output import Output
 from storage.errors import DatasetError
 from storage.core.files import disk_usage, fsync_directory
 from storage.sharded.index import (
@@ -30,7 +31,8 @@ class ShardTask:
     plan: ShardPlan
     part: object  # a source part: .batches(size) yields (images, labels)
     destination: str
-    image_bytes: int
+    image_bytes: int  # decoded: bounds the pixels a batch holds
+    output: Output = Output()  # pixel arrays, or what --encoded asked for
 
 
 def build_shard(task: ShardTask) -> ShardRecord:
@@ -56,9 +58,12 @@ def build_shard(task: ShardTask) -> ShardRecord:
 def _write_shard(task: ShardTask, path: Path) -> ContentChecksum:
     checksum = ContentChecksum()
     batch = max(1, BATCH_BYTES // task.image_bytes)
-    with open_store(path, task.plan.shard_format, "w", durable=False) as store:
+    output = task.output
+    with open_store(path, task.plan.shard_format, "w", durable=False,
+                    encoding=output.encoding) as store:
         next_id = task.plan.start
-        for images, labels in task.part.batches(batch):
+        for images, labels in task.part.batches(batch, raw=output.raw):
+            images = output.prepare(images)
             store.write_many(images, labels, ids=range(next_id, next_id + len(images)))
             checksum.add(images, labels)
             next_id += len(images)

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.convert.lease import Lease
+from storage.convert.output import Output
 from storage.convert.shard import ShardTask
 from storage.errors import (
-    CorruptStoreError, NotAStoreError, StoreBusyError, StoreExistsError, WrongBackendError)
+    CorruptStoreError, EncodingMismatchError, NotAStoreError, StoreBusyError, StoreExistsError,
+    WrongBackendError)
 from storage.core.files import fsync_directory
+from storage.core.marker import read_marker as read_store_marker
 from storage.sharded.backend import ShardedBackend
 from storage.sharded.index import (
     INDEX, MARKER_SUFFIX, TEMPORARY_PREFIX, ShardIndex, ShardPlan, is_shard_name,
@@ -34,7 +37,8 @@ class ConversionResult:
 
 
 def plan_shards(count: int, image_bytes: int, shard_format: str, source_hash: str, *,
-                shards: int | None = None, shard_size: int | None = None) -> list[ShardPlan]:
+                shards: int | None = None, shard_size: int | None = None,
+                encoded: str | None = None) -> list[ShardPlan]:
     """Contiguous id ranges of near-equal size: ``shards`` of them, or enough for the size."""
     if shards is None:
         shards = math.ceil(count * image_bytes / shard_size)
@@ -42,24 +46,24 @@ def plan_shards(count: int, image_bytes: int, shard_format: str, source_hash: st
     plans, start = [], 0
     for number in range(shards):
         size = count // shards + (number < count % shards)
-        plans.append(ShardPlan(number, start, size, shard_format, source_hash))
+        plans.append(ShardPlan(number, start, size, shard_format, source_hash, encoded))
         start += size
     return plans
 
 
-def convert_sharded(source, destination, shard_format: str, engine, *,
+def convert_sharded(source, destination, shard_format: str, output: Output, engine, *,
                     shards: int | None = None, shard_size: int | None = None,
                     resume: bool = True, progress=None) -> ConversionResult:
     """Build the shards missing from ``destination`` on ``engine()``'s executor, then commit."""
     info = source.info
     destination = Path(destination)
-    image_bytes = math.prod(info.image_shape)
-    plans = plan_shards(info.count, image_bytes, shard_format, info.manifest_hash,
-                        shards=shards, shard_size=shard_size)
+    plans = plan_shards(info.count, output.estimate_image_bytes(source), shard_format,
+                        info.manifest_hash, shards=shards, shard_size=shard_size,
+                        encoded=output.plan_field)
     fresh = not destination.exists() or not any(destination.iterdir())
-    _prepare(destination, info.image_shape)
+    _prepare(destination, info.image_shape, output.encoding)
     try:
-        return _run(destination, plans, source, engine, image_bytes, resume, progress)
+        return _run(destination, plans, source, engine, output, resume, progress)
     except StoreBusyError:
         raise  # the directory is the other driver's
     except BaseException:
@@ -68,7 +72,7 @@ def convert_sharded(source, destination, shard_format: str, engine, *,
         raise
 
 
-def _run(destination: Path, plans, source, engine, image_bytes: int, resume: bool,
+def _run(destination: Path, plans, source, engine, output: Output, resume: bool,
          progress) -> ConversionResult:
     info = source.info
     started = time.monotonic()
@@ -80,7 +84,7 @@ def _run(destination: Path, plans, source, engine, image_bytes: int, resume: boo
         done = _clean(destination, plans, resume)
         result.skipped = sorted(done)
         tasks = [ShardTask(plan, source.part(plan.start, plan.stop), str(destination),
-                           image_bytes)
+                           math.prod(info.image_shape), output)
                  for plan in plans if plan.name not in done]
         if progress:
             progress.start(info.count, sum(record.count for record in done.values()))
@@ -94,20 +98,30 @@ def _run(destination: Path, plans, source, engine, image_bytes: int, resume: boo
         if progress:
             progress.finish()
         _remove_temporaries(destination)  # left by tasks of workers that died
-        _commit(destination, plans, done, info)
+        _commit(destination, plans, done, info, output)
     result.built.sort()
     result.seconds = time.monotonic() - started
     return result
 
 
-def _prepare(destination: Path, image_shape) -> None:
+def _prepare(destination: Path, image_shape, encoding: str | None) -> None:
     try:
-        ShardedBackend.prepare(destination, image_shape)
+        ShardedBackend.prepare(destination, image_shape, encoding)
+    except EncodingMismatchError:
+        raise StoreExistsError(
+            f"'{destination}' holds a sharded store of "
+            f"{_encoding_of(destination) or 'pixel arrays'}, not of "
+            f"{encoding or 'pixel arrays'}; choose another destination") from None
     except WrongBackendError as error:
         raise StoreExistsError(f"'{destination}' already holds another store ({error}); "
                                "choose another destination") from None
     except NotAStoreError as error:
         raise StoreExistsError(f"{error}") from None
+
+
+def _encoding_of(destination: Path) -> str | None:
+    encoding = read_store_marker(destination).get("encoding")
+    return f"encoded {encoding} images" if encoding else None
 
 
 def _committed(destination: Path, plans, resume: bool) -> bool:
@@ -119,6 +133,7 @@ def _committed(destination: Path, plans, resume: bool) -> bool:
         same = ([(shard.name, shard.start, shard.count) for shard in index.shards]
                 == [(plan.name, plan.start, plan.count) for plan in plans]
                 and index.shard_format == plans[0].shard_format
+                and index.encoded == plans[0].encoded
                 and index.source_hash == plans[0].source_hash)
     except CorruptStoreError:
         same = False
@@ -161,11 +176,11 @@ def _refuse_foreign(destination: Path, marker: Path, plan: ShardPlan) -> None:
     previous = marker_plan(marker)
     if previous is None:
         return  # damaged: that shard is rebuilt
-    if (previous.get("source_hash"), previous.get("shard_format")) != (
-            plan.source_hash, plan.shard_format):
+    if (previous.get("source_hash"), previous.get("shard_format"), previous.get("encoded")) != (
+            plan.source_hash, plan.shard_format, plan.encoded):
         raise StoreExistsError(
-            f"'{destination}' holds part of a conversion of another source or to another "
-            "format; choose another destination, or pass --no-resume to start over")
+            f"'{destination}' holds part of a conversion of another source, to another "
+            "format or with another --encoded; choose another destination, or pass --no-resume to start over")
     raise StoreExistsError(
         f"'{destination}' holds part of a conversion into another number of shards; "
         "pass the same --shards/--shard-size as before, or --no-resume to start over")
@@ -184,13 +199,15 @@ def _remove(entry: Path) -> None:
         entry.unlink(missing_ok=True)
 
 
-def _commit(destination: Path, plans, done: dict, info) -> None:
+def _commit(destination: Path, plans, done: dict, info, output: Output) -> None:
     missing = [plan.name for plan in plans
                if plan.name not in done or not (destination / plan.name).is_dir()]
     if missing:
         raise CorruptStoreError(f"shards {missing[:5]} of '{destination}' were not built; "
                                 "run the conversion again")
     write_index(destination, ShardIndex(
-        shard_format=plans[0].shard_format, count=info.count, image_shape=info.image_shape,
+        shard_format=plans[0].shard_format, count=info.count,
+        image_shape=None if output.encoding else info.image_shape,
         source_hash=info.manifest_hash, source=info.description, classes=info.classes,
-        shards=tuple(done[plan.name] for plan in plans)))
+        shards=tuple(done[plan.name] for plan in plans), encoding=output.encoding,
+        encoded=output.plan_field))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from storage import backend_of, open_store
 from storage.convert.lease import Lease
+from storage.convert.output import Output, batch_bytes
 from storage.convert.shard import BATCH_BYTES
 from storage.convert.sharded import ConversionResult
 from storage.core.files import fsync_directory, write_json_atomically
@@ -44,14 +45,16 @@ def refuse_unfinished(path) -> None:
             "convert` command again to finish it")
 
 
-def convert_single(source, destination, store_format: str, *, resume: bool = True,
-                   progress=None) -> ConversionResult:
+def convert_single(source, destination, store_format: str, output: Output = Output(), *,
+                   resume: bool = True, progress=None) -> ConversionResult:
     info = source.info
     destination = Path(destination)
     started = time.monotonic()
     expected = {"source": info.description, "manifest_sha256": info.manifest_hash,
                 "format": store_format, "count": info.count,
                 "classes": list(info.classes) if info.classes is not None else None}
+    if output.plan_field:  # absent for pixel arrays, as in records written before encoding
+        expected["encoded"] = output.plan_field
     result = ConversionResult(str(destination), info.count)
     if _finished(destination, store_format, expected, resume):
         result.skipped = [destination.name]
@@ -59,9 +62,9 @@ def convert_single(source, destination, store_format: str, *, resume: bool = Tru
     partial = partial_path(destination)
     if not resume and partial.exists():
         shutil.rmtree(partial)
-    held = _start_or_resume(partial, store_format, expected)
+    held = _start_or_resume(partial, store_format, output, expected)
     try:
-        _append(source, partial, store_format, held, progress)
+        _append(source, partial, store_format, output, held, progress)
     except StoreBusyError:
         raise  # the temporary store is the other driver's
     except BaseException:
@@ -74,7 +77,8 @@ def convert_single(source, destination, store_format: str, *, resume: bool = Tru
     return result
 
 
-def _append(source, partial: Path, store_format: str, held: int, progress) -> None:
+def _append(source, partial: Path, store_format: str, output: Output, held: int,
+            progress) -> None:
     """Write the source's images from id ``held`` on, a batch per commit."""
     info = source.info
     with Lease(partial), open_store(partial, store_format, "a") as store:
@@ -82,11 +86,12 @@ def _append(source, partial: Path, store_format: str, held: int, progress) -> No
             progress.start(info.count, held)
         batch = max(1, BATCH_BYTES // math.prod(info.image_shape))
         next_id = held
-        for images, labels in source.part(held, info.count).batches(batch):
+        for images, labels in source.part(held, info.count).batches(batch, raw=output.raw):
+            images = output.prepare(images)
             store.write_many(images, labels, ids=range(next_id, next_id + len(images)))
             next_id += len(images)
             if progress:
-                progress.advance(len(images), images.nbytes)
+                progress.advance(len(images), batch_bytes(images))
         if progress:
             progress.finish()
         if next_id != info.count:
@@ -116,10 +121,10 @@ def _finished(destination: Path, store_format: str, expected: dict, resume: bool
     return False  # replaced once the new store is complete
 
 
-def _start_or_resume(partial: Path, store_format: str, expected: dict) -> int:
+def _start_or_resume(partial: Path, store_format: str, output: Output, expected: dict) -> int:
     """Create the temporary store, or check an earlier run's; how many images it holds."""
-    if not (partial / "store.json").exists():
-        open_store(partial, store_format, "a").close()  # creates it, or joins a racing creator
+    if not (partial / "store.json").exists():  # creates it, or joins a racing creator
+        open_store(partial, store_format, "a", encoding=output.encoding).close()
     written_by = backend_of(partial)
     record = _record(partial)
     if written_by == store_format:

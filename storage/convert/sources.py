@@ -2,7 +2,8 @@
 
 A source knows its count, image shape and a hash of its manifest (what it holds), and
 hands out ``part(start, stop)``: a small picklable piece that a worker reads in batches,
-so no process ever holds a whole ImageFolder or store. CIFAR batches are pickles that
+so no process ever holds a whole ImageFolder or store. A part yields pixel arrays, or with
+``raw=True`` the encoded bytes of an encoded source (its ``info.encoding``) unchanged. CIFAR batches are pickles that
 can only be loaded whole, so each worker process loads the split once and keeps it.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from storage.errors import DatasetError, StoreError
 from storage.sources.cifar import load_cifar
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_SUFFIX_ENCODINGS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 CLASSES_FILE = "classes.json"  # beside a converted store: label -> ImageFolder class name
 
 
@@ -34,6 +36,8 @@ class SourceInfo:
     image_shape: tuple[int, int, int]
     manifest_hash: str
     classes: tuple[str, ...] | None  # ImageFolder class names, in label order
+    encoding: str | None = None  # the encoding of the bytes it holds; None: pixel arrays
+    why_not_encoded: str | None = None  # why an image source has no single encoding
 
 
 def open_source(path, split: str = "train"):
@@ -87,8 +91,8 @@ class CifarPart:
     start: int
     stop: int
 
-    def batches(self, size: int):
-        images, labels, _ = _cifar(self.path, self.split)
+    def batches(self, size: int, raw: bool = False):
+        images, labels, _ = _cifar(self.path, self.split)  # pixels only: never raw
         for first in range(self.start, self.stop, size):
             last = min(first + size, self.stop)
             yield images[first:last], labels[first:last]
@@ -117,12 +121,17 @@ class ImageFolderSource:
                 f"(class_name/*{'|'.join(IMAGE_SUFFIXES)}); point at the folder above the classes")
         self.files, self.labels = files, np.array(labels, np.int64)
         shape = decode_image(self.root / files[0]).shape
+        encodings = sorted({_SUFFIX_ENCODINGS[Path(name).suffix.lower()] for name in files})
+        mixed = len(encodings) > 1
         self.info = SourceInfo(f"ImageFolder {self.root.name} ({len(classes)} classes)",
-                               len(files), shape, manifest.hexdigest(), tuple(classes))
+                               len(files), shape, manifest.hexdigest(), tuple(classes),
+                               encoding=None if mixed else encodings[0],
+                               why_not_encoded="holds both PNG and JPEG files" if mixed else None)
 
     def part(self, start: int, stop: int) -> "ImageFolderPart":
         return ImageFolderPart(str(self.root), tuple(self.files[start:stop]),
-                               self.labels[start:stop], self.info.image_shape)
+                               self.labels[start:stop], self.info.image_shape,
+                               self.info.encoding)
 
 
 @dataclass(frozen=True)
@@ -131,10 +140,14 @@ class ImageFolderPart:
     files: tuple[str, ...]
     labels: np.ndarray
     image_shape: tuple[int, int, int]
+    encoding: str | None = None  # of every file, when they share one
 
-    def batches(self, size: int):
+    def batches(self, size: int, raw: bool = False):
         for first in range(0, len(self.files), size):
             names = self.files[first:first + size]
+            if raw:
+                yield [self._encoded_file(name) for name in names], self.labels[first:first + size]
+                continue
             images = np.empty((len(names), *self.image_shape), np.uint8)
             for row, name in enumerate(names):
                 image = decode_image(Path(self.root) / name)
@@ -145,14 +158,31 @@ class ImageFolderPart:
                 images[row] = image
             yield images, self.labels[first:first + size]
 
+    def _encoded_file(self, name: str) -> bytes:
+        """The file's bytes, checked to be the folder's encoding (a .png may hold a JPEG)."""
+        path = Path(self.root) / name
+        data = read_image_file(path)
+        try:
+            found = decode.encoding_of(data)
+        except StoreError:
+            found = None
+        if found != self.encoding:
+            raise DatasetError(f"'{path}' is not a {self.encoding} file although its name says "
+                               "so; fix or remove it, or pass --encoded jpeg or png to re-encode")
+        return data
 
-def decode_image(path: Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; grey, palette and alpha images are converted."""
+
+def read_image_file(path: Path) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as error:
         raise DatasetError(f"cannot read the image '{path}' ({error}); check the file, then "
                            "convert again") from error
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; grey, palette and alpha images are converted."""
+    data = read_image_file(path)
     try:
         pixels = decode.decode_image(data)  # libpng / libjpeg-turbo: the common case, fast
     except StoreError:
@@ -181,11 +211,15 @@ class StoreSource:
         self.path = str(Path(path).resolve())
         with open_store(self.path) as store:
             ids, shape, backend = store.ids(), store.image_shape, type(store).name
+            encoding = store.encoding
+            if encoding and len(ids):  # encoded images record no shape: the first one's
+                shape = decode.decode_image(store.read_one(int(ids[0]))[0]).shape
         self.ids = ids
         marker = (Path(self.path) / "store.json").read_bytes()
         self.info = SourceInfo(f"{backend} store {Path(self.path).name}", len(ids),
                                tuple(shape or (0, 0, 0)),
-                               _sha256(backend, ids.astype("<i8").tobytes(), marker), None)
+                               _sha256(backend, ids.astype("<i8").tobytes(), marker), None,
+                               encoding=encoding)
 
     def part(self, start: int, stop: int) -> "StorePart":
         return StorePart(self.path, self.ids[start:stop])
@@ -196,7 +230,10 @@ class StorePart:
     path: str
     ids: np.ndarray
 
-    def batches(self, size: int):
+    def batches(self, size: int, raw: bool = False):
         with open_store(self.path) as store:
             for first in range(0, len(self.ids), size):
-                yield store.read_many(self.ids[first:first + size])
+                images, labels = store.read_many(self.ids[first:first + size])
+                if store.encoding and not raw:
+                    images = decode.decode_images(images)
+                yield images, labels

@@ -1,13 +1,15 @@
 """Read a sharded store as one store: ids map to shards, shards open lazily per process.
 
 Writing goes through ``python -m storage convert`` (``storage.convert``), which builds and
-commits each shard atomically; this backend is read-only and says so on any write.
+commits each shard atomically; this backend is read-only and says so on any write. Shards
+of encoded images make an encoded sharded store (its ``store.json`` and index record the
+encoding); reads then return each image's bytes, as the shards do.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from storage import Backend
+from storage import Backend, Capabilities
 from storage.errors import CorruptStoreError, KeyNotFoundError, ReadOnlyError, StoreError
 from storage.sharded.index import ShardIndex, read_index
 from storage.registry import backend_class
@@ -15,16 +17,19 @@ from storage.registry import backend_class
 
 class ShardedBackend(Backend):
     name = "sharded"
+    capabilities = Capabilities(encodings=("jpeg", "png"))  # those of its shards' format
 
     @classmethod
-    def prepare(cls, path, image_shape) -> None:
-        """Make ``path`` a sharded store for images of ``image_shape``, or check that it is one.
+    def prepare(cls, path, image_shape, encoding: str | None = None) -> None:
+        """Make ``path`` a sharded store for images of ``image_shape`` (or encoded images of
+        ``encoding``), or check that it is one.
 
         Shards and the index come later (``storage.convert``).
         """
-        store = cls(path, "a")
+        store = cls(path, "a", encoding=encoding)
         try:
-            store._accept_shape(image_shape)
+            if encoding is None:
+                store._accept_shape(image_shape)
         finally:
             store.close()
 
@@ -37,6 +42,11 @@ class ShardedBackend(Backend):
         if self._index.shard_format == self.name:
             raise CorruptStoreError(f"'{self.path}/index.json' names 'sharded' as its shard format")
         backend_class(self._index.shard_format)  # an unknown format fails here, typed
+        if self._index.encoding != self.encoding:
+            raise CorruptStoreError(
+                f"'{self.path}/index.json' lists shards of "
+                f"{self._index.encoding or 'pixel arrays'}, its store.json "
+                f"{self.encoding or 'pixel arrays'}; the store is damaged: convert it again")
         self._starts = np.array([shard.start for shard in self._index.shards], np.int64)
 
     @property
@@ -88,13 +98,25 @@ class ShardedBackend(Backend):
         order = np.argsort(ids, kind="stable")
         ordered = ids[order]
         bounds = np.searchsorted(ordered, self._starts).tolist() + [len(ids)]
-        images = np.empty((len(ids), *self.image_shape), np.uint8)
         labels = np.empty(len(ids), np.int64)
+        if self.encoding:
+            return self._read_encoded(ordered, order, bounds, labels)
+        images = np.empty((len(ids), *self.image_shape), np.uint8)
         for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
             if begin < end:
                 rows = order[begin:end]
                 images[rows], labels[rows] = self._shard(number).read_many(ordered[begin:end])
         return images, labels
+
+    def _read_encoded(self, ordered, order, bounds, labels):
+        datas: list[bytes] = [b""] * len(ordered)
+        for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if begin < end:
+                rows = order[begin:end]
+                read, labels[rows] = self._shard(number).read_many(ordered[begin:end])
+                for row, data in zip(rows.tolist(), read):
+                    datas[row] = data
+        return datas, labels
 
     def _ids(self) -> np.ndarray:
         return np.arange(self._index.count if self._index else 0, dtype=np.int64)

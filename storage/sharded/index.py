@@ -3,8 +3,9 @@
 A shard counts only once its marker exists; the index, written last by a temporary
 name and a rename, lists every shard and is the commit point of the whole store.
 Both carry a CRC of their own fields, and the index a content checksum per shard
-(CRC-32 of its labels as int64 little-endian and of its images' bytes, in id order)
-that ``verify`` recomputes from what it reads.
+(CRC-32 of its labels as int64 little-endian and of its images' bytes, in id order;
+for encoded images, of each one's length as int64 little-endian and its bytes) that
+``verify`` recomputes from what it reads.
 """
 from __future__ import annotations
 
@@ -59,8 +60,14 @@ class ContentChecksum:
         self.images = 0
         self.labels = 0
 
-    def add(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images = zlib.crc32(np.ascontiguousarray(images).data, self.images)
+    def add(self, images, labels: np.ndarray) -> None:
+        """``images``: pixels (N, H, W, C), or a list of encoded images' bytes."""
+        if isinstance(images, np.ndarray):
+            self.images = zlib.crc32(np.ascontiguousarray(images).data, self.images)
+        else:  # the lengths too: bytes moved from one image to the next change the sum
+            for data in images:
+                self.images = zlib.crc32(data, zlib.crc32(len(data).to_bytes(8, "little"),
+                                                          self.images))
         self.labels = zlib.crc32(np.asarray(labels, "<i8").tobytes(), self.labels)
 
 
@@ -73,6 +80,14 @@ class ShardPlan:
     count: int
     shard_format: str
     source_hash: str
+    encoded: str | None = None  # the --encoded choice; None for pixel arrays
+
+    def to_json(self) -> dict:
+        """Its fields; ``encoded`` only when set, so markers of array shards stay as they were."""
+        fields = asdict(self)
+        if fields["encoded"] is None:
+            del fields["encoded"]
+        return fields
 
     @property
     def name(self) -> str:
@@ -109,7 +124,7 @@ def marker_path(directory: Path, name: str) -> Path:
 
 
 def write_marker(directory: Path, plan: ShardPlan, record: ShardRecord) -> None:
-    fields = {"plan": asdict(plan), "shard": asdict(record)}
+    fields = {"plan": plan.to_json(), "shard": asdict(record)}
     write_json_atomically(marker_path(directory, plan.name), _with_crc(fields))
 
 
@@ -120,7 +135,7 @@ def read_marker(directory: Path, plan: ShardPlan) -> ShardRecord | None:
         return None
     try:
         content = _load_json(path)
-        if content.get("plan") != asdict(plan):
+        if content.get("plan") != plan.to_json():
             return None
         record = ShardRecord(**content["shard"])
     except (CorruptStoreError, KeyError, TypeError):
@@ -142,16 +157,20 @@ def marker_plan(path: Path) -> dict | None:
 class ShardIndex:
     shard_format: str
     count: int
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, int, int] | None  # None for encoded images, which record none
     source_hash: str
     source: str
     classes: tuple[str, ...] | None
     shards: tuple[ShardRecord, ...]
+    encoding: str | None = None  # of the shards' images; None for pixel arrays
+    encoded: str | None = None   # the --encoded choice that made them
 
     def to_json(self) -> dict:
         return _with_crc({
             "format": INDEX_FORMAT, "version": VERSION, "shard_format": self.shard_format,
-            "count": self.count, "image_shape": list(self.image_shape),
+            "count": self.count,
+            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
+            "encoding": self.encoding, "encoded": self.encoded,
             "source": {"description": self.source, "manifest_sha256": self.source_hash},
             "classes": list(self.classes) if self.classes is not None else None,
             "shards": [asdict(shard) for shard in self.shards],
@@ -178,11 +197,12 @@ def read_index(directory: Path) -> ShardIndex:
         shards = tuple(ShardRecord(**shard) for shard in content["shards"])
         index = ShardIndex(
             shard_format=content["shard_format"], count=content["count"],
-            image_shape=tuple(content["image_shape"]),
+            image_shape=(tuple(content["image_shape"]) if content["image_shape"] is not None
+                         else None),
             source_hash=content["source"]["manifest_sha256"],
             source=content["source"]["description"],
             classes=tuple(content["classes"]) if content["classes"] is not None else None,
-            shards=shards)
+            shards=shards, encoding=content.get("encoding"), encoded=content.get("encoded"))
     except (KeyError, TypeError, ValueError) as error:
         raise CorruptStoreError(f"'{path}' lacks or mangles a field ({error!r})") from error
     _check_layout(index, path)
