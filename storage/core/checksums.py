@@ -47,6 +47,14 @@ def image_checksum(key: int, label: int, image: np.ndarray) -> int:
             + (key & _MASK) * key_weight + (label & _MASK) * label_weight) & _MASK
 
 
+def buffer_checksum(key: int, label: int, buffer) -> int:
+    """``image_checksum`` of an image's bytes in ``buffer`` (a length divisible by 8)."""
+    words = np.frombuffer(buffer, "<u8")
+    pixel_weights, key_weight, label_weight = _single_weights(len(words))
+    return (int(np.vdot(words, pixel_weights)) + _OFFSET_INT
+            + (key & _MASK) * key_weight + (label & _MASK) * label_weight) & _MASK
+
+
 def verify_checksums(ids, labels, images, stored: np.ndarray, where: str) -> None:
     """Raise CorruptStoreError naming the ids whose image, label or id fail their checksum."""
     differ = image_checksums(ids, labels, images) != stored

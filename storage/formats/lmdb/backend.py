@@ -42,6 +42,7 @@ import numpy as np
 
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
+from storage.core.checksums import image_checksums
 from storage.core.facts import FormatFacts, NOT_CREATED_YET, PowerLoss
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError, StoreError
@@ -56,6 +57,7 @@ _MAX_MAP_SIZE = 2**46  # beyond the address space a process can map
 # A batch whose ids fall at most this many per value, on average, is read id by id
 # (locating each image from its value's header) rather than value by value (parsing each).
 _SCATTERED = 4
+_BLOCK = 512  # images read and checked at a time: 1.5 MiB of CIFAR images
 _KEY = struct.Struct(">Q")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -210,8 +212,11 @@ class LmdbBackend(Backend):
         except (lmdb.MapResizedError, lmdb.ReadersFullError):
             raise
         except lmdb.Error as error:
-            raise CorruptStoreError(
-                f"cannot read the LMDB store at '{self.path}' ({error}); it is damaged") from error
+            raise self._damaged(error) from error
+
+    def _damaged(self, error: lmdb.Error) -> CorruptStoreError:
+        return CorruptStoreError(
+            f"cannot read the LMDB store at '{self.path}' ({error}); it is damaged")
 
     def _write_txn(self, work, size: int = 0):
         """Run ``work(txn)`` in one transaction of about ``size`` bytes, growing the map to fit."""
@@ -316,10 +321,14 @@ class LmdbBackend(Backend):
             txn.put(b"chunk_images", _U32.pack(chunk_images), db=self._meta_db)
             txn.put(b"image_shape", _SHAPE.pack(*shape), db=self._meta_db)
         added = 0
+        slots = sorted_ids % chunk_images
+        # One matrix product for the whole batch, not one per value.
+        checksums = image_checksums(slots, sorted_labels.astype(np.int64, copy=False),
+                                    sorted_images)
         for start, stop in _runs(sorted_ids // chunk_images):
             number = int(sorted_ids[start] // chunk_images)
-            new = Chunk((sorted_ids[start:stop] % chunk_images).astype(np.uint32),
-                        sorted_labels[start:stop], sorted_images[start:stop])
+            new = Chunk(slots[start:stop].astype(np.uint32), sorted_labels[start:stop],
+                        sorted_images[start:stop], checksums[start:stop])
             key = _KEY.pack(number)
             stored = txn.get(key, db=self._chunks_db)
             if stored is not None:
@@ -346,13 +355,18 @@ class LmdbBackend(Backend):
     def _read_one(self, key):
         if self._empty():
             raise self._missing([key])
-        with self._reading() as txn:
-            number, slot = divmod(key, self._chunk_size(txn))
-            # A view of the memory map (buffers=True), valid until the transaction ends:
-            # read_image copies the one image out and checks only its bytes.
-            value = txn.get(_KEY.pack(number), db=self._chunks_db)
-            found = None if value is None else read_image(
-                value, self.image_shape, slot, self._where, number)
+        try:  # as _reading does, inline: the context manager cost a tenth of a read
+            with self._read_txn() as txn:
+                number, slot = divmod(key, self._chunk_size(txn))
+                # A view of the memory map (buffers=True), valid until the transaction
+                # ends: read_image copies the one image out and checks only its bytes.
+                value = txn.get(_KEY.pack(number), db=self._chunks_db)
+                found = None if value is None else read_image(
+                    value, self.image_shape, slot, self._where, number)
+        except (lmdb.MapResizedError, lmdb.ReadersFullError):
+            raise
+        except lmdb.Error as error:
+            raise self._damaged(error) from error
         if found is None:
             raise self._missing([key])
         return found
@@ -361,24 +375,32 @@ class LmdbBackend(Backend):
         if self._empty():
             raise self._missing(ids)
         images = np.empty((len(ids), *self.image_shape), np.uint8)
+        labels = np.empty(len(ids), np.int64)
         with self._reading() as txn:
             chunk_images = self._chunk_size(txn)
-            numbers = ids // chunk_images
-            span = int(numbers.max() - numbers.min()) + 1  # at least the values touched
-            if len(ids) <= _SCATTERED * span and len(ids) <= _SCATTERED * len(np.unique(numbers)):
-                labels, checksums, unchecked = self._read_scattered(txn, ids, chunk_images,
-                                                                    images)
-            else:
-                labels, checksums, unchecked = self._read_grouped(txn, ids, chunk_images,
-                                                                  images)
-        # The copies returned are checked, in one matrix product for the whole batch.
+            # Block by block, so that each block's check reads copies still in the CPU's
+            # cache: one pass over a whole large batch afterwards cost 40 % more.
+            for start in range(0, len(ids), _BLOCK):
+                block = slice(start, start + _BLOCK)
+                labels[block] = self._read_block(txn, ids[block], chunk_images, images[block])
+        return images, labels
+
+    def _read_block(self, txn, ids, chunk_images, images):
+        """Read ``ids`` into ``images``; return their labels, once the images are checked."""
+        numbers = ids // chunk_images
+        span = int(numbers.max() - numbers.min()) + 1  # at least the values touched
+        if len(ids) <= _SCATTERED * span and len(ids) <= _SCATTERED * len(np.unique(numbers)):
+            labels, checksums, unchecked = self._read_scattered(txn, ids, chunk_images, images)
+        else:
+            labels, checksums, unchecked = self._read_grouped(txn, ids, chunk_images, images)
+        # The copies returned are checked, in one matrix product.
         where = f"the LMDB store at '{self.path}'"
         if unchecked.all():
             verify_images(ids, ids % chunk_images, labels, images, checksums, where)
         elif unchecked.any():
             verify_images(ids[unchecked], ids[unchecked] % chunk_images, labels[unchecked],
                           images[unchecked], checksums[unchecked], where)
-        return images, labels
+        return labels
 
     def _read_scattered(self, txn, ids, chunk_images, images):
         """Ids that fall about one per value (a shuffled batch), in their order: each

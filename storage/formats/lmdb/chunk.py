@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from imagecodecs import zlibng_crc32  # same CRC-32 as zlib.crc32, far faster on large values
 
-from storage.core.checksums import image_checksum, image_checksums
+from storage.core.checksums import buffer_checksum, image_checksum, image_checksums
 from storage.errors import CorruptStoreError
 
 MAGIC = b"IMC2"
@@ -51,8 +51,9 @@ _U64 = struct.Struct("<Q")
 class Chunk:
     slots: np.ndarray   # uint32[n], ascending
     labels: np.ndarray  # int64[n]
-    pixels: np.ndarray  # uint8[n, H, W, C], unchecked while ``checksums`` is set
-    # uint64[n] still to check against the pixels, or None where the whole value was checked
+    pixels: np.ndarray  # uint8[n, H, W, C]; in a parsed value, unchecked while ``checksums`` is set
+    # uint64[n]: a parsed value's (still to check against the pixels), or a new chunk's own;
+    # None where the whole value was checked (legacy values), or not computed yet
     checksums: np.ndarray | None = None
     where: str = ""
 
@@ -102,8 +103,9 @@ class Chunk:
         value = bytearray(offset + count * 20 + self.pixels.nbytes)
         # Fill one buffer in place: values are up to 256 KiB and copies add up.
         np.frombuffer(value, "<i8", count, offset)[:] = self.labels
-        np.frombuffer(value, "<u8", count, offset + 8 * count)[:] = image_checksums(
-            self.slots.astype(np.int64), self.labels.astype(np.int64), self.pixels)
+        np.frombuffer(value, "<u8", count, offset + 8 * count)[:] = (
+            self.checksums if self.checksums is not None else image_checksums(
+                self.slots.astype(np.int64), self.labels.astype(np.int64), self.pixels))
         np.frombuffer(value, "<u4", count, offset + 16 * count)[:] = self.slots
         pixels = np.frombuffer(value, np.uint8, self.pixels.nbytes, offset + 20 * count)
         pixels.reshape(self.pixels.shape)[:] = self.pixels
@@ -116,9 +118,14 @@ class Chunk:
         keep = ~np.isin(self.slots, other.slots)
         slots = np.concatenate([self.slots[keep], other.slots])
         order = np.argsort(slots, kind="stable")
+        stored = self.checksums
+        pixels = self.checked()  # damaged images are refused, not rewritten under new checks
+        checksums = None
+        if stored is not None and other.checksums is not None:
+            checksums = np.concatenate([stored[keep], other.checksums])[order]
         return Chunk(slots[order],
                      np.concatenate([self.labels[keep], other.labels])[order],
-                     np.concatenate([self.checked()[keep], other.pixels])[order])
+                     np.concatenate([pixels[keep], other.pixels])[order], checksums)
 
 
 def verify_images(ids, slots, labels, images, checksums, where) -> None:
@@ -149,9 +156,10 @@ def read_image(value, image_shape, slot: int, where, number: int):
         return None
     start, label, checksum = found
     # One copy, out of the memory map, into memory the caller owns; then its check.
-    image = np.frombuffer(bytearray(memoryview(value)[start:start + image_bytes]),
-                          np.uint8).reshape(image_shape)
-    if image_checksum(slot, label, image) != checksum:
+    pixels = bytearray(memoryview(value)[start:start + image_bytes])
+    image = np.frombuffer(pixels, np.uint8).reshape(image_shape)
+    if (buffer_checksum(slot, label, pixels) if image_bytes % 8 == 0
+            else image_checksum(slot, label, image)) != checksum:
         raise CorruptStoreError(f"the image in slot {slot} of {where(number)} fails its "
                                 "checksum; the store is damaged")
     return image, label
