@@ -42,9 +42,18 @@ def image_checksum(key: int, label: int, image: np.ndarray) -> int:
     if words.size % 8 or not words.flags.c_contiguous:
         return int(image_checksums(np.array([key], np.int64), np.array([label], np.int64),
                                    image[None])[0])
-    weights = _weights(words.size // 8 + 2)
-    return (int(words.view("<u8") @ weights[2:]) + int(_OFFSET) + (key & _MASK) * int(weights[0])
-            + (label & _MASK) * int(weights[1])) & _MASK
+    pixel_weights, key_weight, label_weight = _single_weights(words.size // 8)
+    # vdot: a third less overhead than @ on one image (integer products wrap the same way)
+    return (int(np.vdot(words.view("<u8"), pixel_weights)) + _OFFSET_INT
+            + (key & _MASK) * key_weight + (label & _MASK) * label_weight) & _MASK
+
+
+def buffer_checksum(key: int, label: int, buffer) -> int:
+    """``image_checksum`` of an image's bytes in ``buffer`` (a length divisible by 8)."""
+    words = np.frombuffer(buffer, "<u8")
+    pixel_weights, key_weight, label_weight = _single_weights(len(words))
+    return (int(np.vdot(words, pixel_weights)) + _OFFSET_INT
+            + (key & _MASK) * key_weight + (label & _MASK) * label_weight) & _MASK
 
 
 def verify_checksums(ids, labels, images, stored: np.ndarray, where: str) -> None:
@@ -71,7 +80,14 @@ def _weights(count: int) -> np.ndarray:
     return _splitmix64(np.arange(count, dtype=np.uint64)) | np.uint64(1)
 
 
+@functools.cache
+def _single_weights(words: int) -> tuple[np.ndarray, int, int]:
+    weights = _weights(words + 2)
+    return weights[2:].copy(), int(weights[0]), int(weights[1])
+
+
 _OFFSET = _splitmix64(np.array([2**32], np.uint64))[0]
+_OFFSET_INT = int(_OFFSET)
 
 
 def bytes_checksums(ids: np.ndarray, labels: np.ndarray, datas) -> np.ndarray:

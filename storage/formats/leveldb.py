@@ -9,7 +9,7 @@ Layout of a store directory::
       b"meta:count"         uint64 LE: images held
       b"chunk:" + (id // K as 8-byte big-endian)
                             up to K images (64 KiB in all) whose ids share id // K, in the byte layout of
-                            ``storage.formats.lmdb.chunk`` (labels, slots, pixels, CRC-32)
+                            ``storage.formats.lmdb.chunk`` (labels, checksums, slots, pixels)
 
 Keys sort as ids do, so a range read walks consecutive keys. Plain plyvel reads
 it: ``plyvel.DB(".../leveldb").get(b"chunk:" + (7 // K).to_bytes(8, "big"))``.
@@ -17,9 +17,10 @@ it: ``plyvel.DB(".../leveldb").get(b"chunk:" + (7 // K).to_bytes(8, "big"))``.
 Every ``write_many`` (and ``write_one``) is one ``WriteBatch``: LevelDB logs a
 batch as one record with CRCs, so after a kill it replays whole batches only.
 Durable stores write that batch with ``sync=True``. Every value carries the
-chunk's CRC-32 and the CRC of its key (LevelDB's own block CRCs are checked at
-open with ``paranoid_checks``, not per read: the value's CRC already covers
-what a read returns), so damage raises CorruptStoreError, never wrong pixels.
+chunk's header CRC-32, a checksum per image and the CRC of its key (LevelDB's
+own block CRCs are checked at open with ``paranoid_checks``, not per read: the
+value's own checks cover what a read returns), so damage raises
+CorruptStoreError, never wrong pixels.
 One exception, as with LMDB's meta pages: a log cut short replays fewer
 batches, and the store then opens as of an earlier commit, silently.
 Values hold 16 CIFAR images (64 KiB): a single read copies one value, and a
@@ -78,9 +79,12 @@ def read_plainly(path: Path) -> dict[int, tuple[np.ndarray, int]]:
         for key, value in db.iterator(prefix=_CHUNK):
             first = _KEY.unpack(key[len(_CHUNK):])[0] * per_chunk
             count = struct.unpack_from("<I", value, 4)[0]
+            # b"IMC2" values hold a uint64 checksum per image before the slots; b"IMGC" none
+            extra = 8 * count if value[:4] == b"IMC2" else 0
             labels = np.frombuffer(value, "<i8", count, 16)
-            slots = np.frombuffer(value, "<u4", count, 16 + 8 * count)
-            pixels = np.frombuffer(value, np.uint8, offset=16 + 12 * count).reshape(-1, *shape)
+            slots = np.frombuffer(value, "<u4", count, 16 + 8 * count + extra)
+            pixels = np.frombuffer(value, np.uint8, offset=16 + 12 * count + extra).reshape(
+                -1, *shape)
             store.update((first + int(slot), (image, int(label)))
                          for slot, image, label in zip(slots, pixels, labels))
         assert _U64.unpack(db.get(_META + b"count"))[0] == len(store)
@@ -244,7 +248,7 @@ class LeveldbBackend(Backend):
         position = int(np.searchsorted(chunk.slots, slot))
         if position >= len(chunk.slots) or chunk.slots[position] != slot:
             raise self._missing([key])
-        return chunk.pixels[position].copy(), int(chunk.labels[position])
+        return chunk.checked([position])[position].copy(), int(chunk.labels[position])
 
     def _read_many(self, ids):
         if self.image_shape is None:
@@ -271,7 +275,7 @@ class LeveldbBackend(Backend):
                 found = chunk.slots[positions] == slots
                 if not found.all():
                     raise self._missing(ids[group][~found])
-                _gather(chunk.pixels, positions, images, group)
+                _gather(chunk.checked(positions), positions, images, group)
                 labels[group] = chunk.labels[positions]
         return images, labels
 

@@ -17,18 +17,23 @@ import json
 import os
 import selectors
 import shutil
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import lmdb
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storage import open_store
+from storage.errors import CorruptStoreError
 from tests.reliability.faults import facts_of, tallied
+from storage.formats.lmdb.backend import chunk_images_for
 from tests.reliability.scenario import (REPO, assert_holds, batch_for, child_command, child_env,
-                                        fill)
+                                        fill, image_for)
 from tests.strategies import examples
 
 pytestmark = pytest.mark.timeout(240)
@@ -182,16 +187,69 @@ def test_lmdb_value_under_another_key(new_store_path, checker):
         assert answer == {"outcome": "typed", "error": "CorruptStoreError"}, answer
 
 
-def test_lmdb_values_from_before_the_key_was_checked(new_store_path):
-    """Values that carry no CRC of their key (0 at offset 12) still read."""
-    path = new_store_path()
-    fill(path, "lmdb", range(10))
+def _legacy_value(value: bytes, with_key_crc: bool) -> bytes:
+    """``value`` (b"IMC2") rewritten in the layout before per-image checksums (b"IMGC"):
+    labels, slots, pixels under one CRC-32 over every byte from offset 16 on; the
+    oldest values carry 0 in place of their key's CRC."""
+    n, key_crc = struct.unpack_from("<I", value, 4)[0], struct.unpack_from("<I", value, 12)[0]
+    body = value[16:16 + 8 * n] + value[16 + 16 * n:]  # drop the per-image checksums
+    header = struct.pack("<4sIII", b"IMGC", n, zlib.crc32(body), key_crc if with_key_crc else 0)
+    return header + body
+
+
+def _rewrite_values(path, change) -> None:
     env = lmdb.open(str(path), max_dbs=2, subdir=True)
     chunks = env.open_db(b"chunks")
     with env.begin(write=True) as txn:
-        value = bytearray(txn.get((0).to_bytes(8, "big"), db=chunks))
-        assert value[12:16] != bytes(4)
-        value[12:16] = bytes(4)
-        txn.put((0).to_bytes(8, "big"), bytes(value), db=chunks)
+        for key, value in list(txn.cursor(db=chunks)):
+            txn.put(key, change(int.from_bytes(key, "big"), value), db=chunks)
     env.close()
-    assert_holds(path, dict.fromkeys(range(10), 0))
+
+
+def test_lmdb_stores_of_the_layout_before_per_image_checksums_read(new_store_path):
+    """Values written before (b"IMGC", one CRC-32 per value, the oldest without a key
+    CRC) read back, take new images, and still report damage."""
+    path = new_store_path()
+    k = chunk_images_for(image_for(0).shape)
+    count = 2 * k + 22  # three chunks
+    fill(path, "lmdb", range(count))
+    _rewrite_values(path, lambda number, value: _legacy_value(value, with_key_crc=number != 1))
+    assert_holds(path, dict.fromkeys(range(count), 0))
+    some = [count - 1, 3, k + 6, 3]
+    with open_store(path, "lmdb") as store:
+        assert np.array_equal(store.read_many(some)[0], batch_for(some)[0])
+    new = range(k - 4, k + 6)  # rewrites chunks 0 and 1 in the new layout
+    fill(path, "lmdb", new, version=1)
+    assert_holds(path, {key: int(key in new) for key in range(count)})
+    _rewrite_values(path, lambda number, value: (
+        value[:-1] + bytes([value[-1] ^ 1]) if number == 2 else value))  # still b"IMGC"
+    with open_store(path, "lmdb") as store:
+        assert store.read_one(5)[1] == batch_for([5])[1][0]
+        with pytest.raises(CorruptStoreError, match="CRC-32"):
+            store.read_one(2 * k + 1)
+        with pytest.raises(CorruptStoreError, match="CRC-32"):
+            store.read_many([5, 2 * k + 1])
+
+
+def test_lmdb_single_reads_check_their_own_image(new_store_path):
+    """A damaged pixel, label or slot fails the reads of that id; its neighbours read."""
+    path = new_store_path()
+    n = 64
+    fill(path, "lmdb", range(n))
+    image_bytes = image_for(0).nbytes
+
+    def flipped_at(offset):
+        return lambda number, value: (value[:offset] + bytes([value[offset] ^ 4])
+                                      + value[offset + 1:])
+    for offset in (16 + 20 * n + 9 * image_bytes + 5,  # a pixel of id 9
+                   16 + 8 * 9,                         # its label
+                   16 + 16 * n + 4 * 9):               # its slot
+        copy = new_store_path()
+        shutil.copytree(path, copy)
+        _rewrite_values(copy, flipped_at(offset))
+        with open_store(copy, "lmdb") as store:
+            assert np.array_equal(store.read_one(8)[0], batch_for([8])[0][0])
+            with pytest.raises(CorruptStoreError):
+                store.read_one(9)
+            with pytest.raises(CorruptStoreError):
+                store.read_many([8, 9])

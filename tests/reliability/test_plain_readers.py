@@ -35,9 +35,9 @@ def test_lmdb_plain_reader_takes_k_from_meta(new_store_path):
             key = 37
             value = txn.get((key // k).to_bytes(8, "big"), db=chunks)
             count = struct.unpack_from("<I", value, 4)[0]
-            slots = np.frombuffer(value, "<u4", count, 16 + 8 * count)
+            slots = np.frombuffer(value, "<u4", count, 16 + 16 * count)
             position = int(np.searchsorted(slots, key % k))
-            pixels = np.frombuffer(value, np.uint8, count * 64 * 64 * 3, 16 + 12 * count)
+            pixels = np.frombuffer(value, np.uint8, count * 64 * 64 * 3, 16 + 20 * count)
             assert np.array_equal(pixels.reshape(count, *shape)[position], images[key])
     finally:
         env.close()

@@ -29,11 +29,20 @@ def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
 
 
 def _parse_chunk(value: bytes, first_id: int, shape) -> dict:
-    magic, n, checksum, _reserved = struct.unpack_from("<4sIII", value)
-    if magic != b"IMGC" or zlib.crc32(value[16:]) != checksum:
-        raise ValueError(f"the chunk of ids from {first_id} fails its magic or CRC")
+    """The images of one value, in either layout (b"IMC2", or b"IMGC" from before)."""
+    magic, n, checksum, _key_crc = struct.unpack_from("<4sIII", value)
+    if magic == b"IMGC":  # one CRC-32 over everything after the header
+        if zlib.crc32(value[16:]) != checksum:
+            raise ValueError(f"the chunk of ids from {first_id} fails its CRC")
+        slots_at, pixels_at = 16 + 8 * n, 16 + 12 * n
+    elif magic == b"IMC2":  # a CRC-32 of the header; images have checksums of their own
+        if zlib.crc32(value[12:16 + 20 * n]) != checksum:
+            raise ValueError(f"the chunk of ids from {first_id} fails its header CRC")
+        slots_at, pixels_at = 16 + 16 * n, 16 + 20 * n
+    else:
+        raise ValueError(f"the chunk of ids from {first_id} has magic {magic!r}")
     values = np.frombuffer(value, "<i8", n, 16)
-    slots = np.frombuffer(value, "<u4", n, 16 + 8 * n)
-    pixels = np.frombuffer(value, np.uint8, offset=16 + 12 * n).reshape(n, *shape)
+    slots = np.frombuffer(value, "<u4", n, slots_at)
+    pixels = np.frombuffer(value, np.uint8, offset=pixels_at).reshape(n, *shape)
     return {first_id + int(slot): (image, int(label))
             for slot, image, label in zip(slots, pixels, values)}
