@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import struct
 import threading
 from pathlib import Path
@@ -48,8 +49,9 @@ import plyvel
 from storage.core import inherited
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
-from storage.core.facts import FormatFacts
-from storage.core.files import WriterLock, storage_looks_full, translate_os_error
+from storage.core.facts import FormatFacts, PowerLoss
+from storage.core.files import (WriterLock, fsync_directory, storage_looks_full,
+                                translate_os_error)
 from storage.errors import (CorruptStoreError, ReadOnlyError, StorageFullError, StoreBusyError,
                             StoreError)
 from storage.formats.lmdb.backend import _gather, _runs
@@ -116,6 +118,7 @@ class LeveldbBackend(Backend):
         rolls_back_when_damaged=True,
         file_size_limit=2_000_000,
         reads_read_only_directory=False,  # LevelDB opens its LOCK file for writing
+        power_loss=PowerLoss(),
     )
 
     def _open(self, create: bool) -> None:
@@ -126,6 +129,11 @@ class LeveldbBackend(Backend):
         try:
             if self.mode != "r":
                 self._db()  # a writer holds the database from the start
+                if self.durable:
+                    # Opening renames CURRENT to a new manifest and creates a new log without
+                    # syncing the directory after: a store whose open returned must open.
+                    self._sync()
+                    fsync_directory(self.path)  # the database directory's own name
         except BaseException:
             self._close()
             raise
@@ -138,8 +146,23 @@ class LeveldbBackend(Backend):
                     raise CorruptStoreError(f"the store at '{self.path}' lacks its LevelDB "
                                             "database; it is damaged")
                 return None  # its creation was cut short: it holds nothing
-            self._handle = _databases.acquire(self._directory, self)
+            try:
+                self._handle = _databases.acquire(self._directory, self)
+            except CorruptStoreError:
+                if self._read_marker_shape() is not None:
+                    raise
+                # No write ever began (the marker records the shape first): a power cut
+                # while LevelDB made its first files, whose manifest it never syncs.
+                if self.mode == "r":
+                    return None  # it holds nothing
+                shutil.rmtree(self._directory)
+                self._handle = _databases.acquire(self._directory, self)
         return self._handle
+
+    def _sync(self) -> None:
+        """The directory: LevelDB syncs a new log's bytes (``sync=True``) but not its name,
+        which it makes when a full memtable moves to a new log in the middle of a session."""
+        fsync_directory(self._directory)
 
     def _close(self) -> None:
         self._handle = None
@@ -387,16 +410,27 @@ class _Databases:
         self._lock = threading.Lock()
 
 
+# What LevelDB's log reader reports for a record cut short or torn (a table block's
+# damage says "block checksum mismatch" and stays an error).
+_TORN_LOG_TAIL = {"partial record without end", "checksum mismatch", "bad record length",
+                  "missing start of fragmented record(1)", "missing start of fragmented record(2)",
+                  "error in middle of record"}
+
+
 def _open_database(directory: Path, store: LeveldbBackend) -> plyvel.DB:
     try:
         try:
             return plyvel.DB(str(directory), create_if_missing=store.mode != "r",
                              paranoid_checks=True, **_OPTIONS)
         except plyvel.CorruptionError as error:
-            if "partial record without end" not in str(error):
+            reason = error.args[0] if error.args else b""
+            if isinstance(reason, bytes):
+                reason = reason.decode(errors="replace")
+            if str(reason).removeprefix("Corruption: ") not in _TORN_LOG_TAIL:
                 raise
-            # The log ends in half a batch: the write a full disk or a kill cut short,
-            # never acknowledged. Without paranoid checks LevelDB drops that tail.
+            # The log ends in half a batch: the write a full disk, a kill or a power cut
+            # (its unsynced pages torn) cut short, never acknowledged. Without paranoid
+            # checks LevelDB drops that tail.
             return plyvel.DB(str(directory), paranoid_checks=False, **_OPTIONS)
     except plyvel.IOError as error:
         message = str(error)

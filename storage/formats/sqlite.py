@@ -45,7 +45,7 @@ import numpy as np
 from storage.core import inherited
 from storage.core.backend import Backend
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.files import WriterLock, storage_looks_full
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
 
@@ -96,6 +96,7 @@ class SqliteBackend(Backend):
         # overwritten row, whose checksum is valid: it reads back one commit behind.
         rolls_back_when_damaged=True,
         file_size_limit=2_000_000,
+        power_loss=PowerLoss(),
     )
 
     def _open(self, create: bool) -> None:

@@ -40,7 +40,7 @@ import numpy as np
 
 from storage.core.backend import Backend
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.files import WriterLock, fsync_directory, leftover_temporaries
 from storage.errors import CorruptStoreError
 from storage.formats.tar import shards
@@ -139,6 +139,7 @@ class TarBackend(Backend):
                       ("tar-before-index", 2)),
         rolls_back_when_damaged=False,
         file_size_limit=300_000,
+        power_loss=PowerLoss(),
     )
 
     def _open(self, create: bool) -> None:
