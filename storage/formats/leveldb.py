@@ -16,10 +16,16 @@ it: ``plyvel.DB(".../leveldb").get(b"chunk:" + (7 // K).to_bytes(8, "big"))``.
 
 Every ``write_many`` (and ``write_one``) is one ``WriteBatch``: LevelDB logs a
 batch as one record with CRCs, so after a kill it replays whole batches only.
-Durable stores write that batch with ``sync=True``. Every value carries the
-chunk's CRC-32 and the CRC of its key (LevelDB's own block CRCs are checked at
-open with ``paranoid_checks``, not per read: the value's CRC already covers
-what a read returns), so damage raises CorruptStoreError, never wrong pixels.
+Durable stores write that batch with ``sync=True`` and sync the database's
+directory after opening and after each ``write_many``: LevelDB renames
+``CURRENT`` to a new manifest and starts new logs without syncing their names.
+A log whose unsynced tail a power cut tore is read up to the tear (that tail
+was never acknowledged), and a database whose creation a power cut stopped
+before any write began is made again (readers see it empty). Every value
+carries the chunk's CRC-32 and the CRC of its key (LevelDB's own block CRCs are
+checked at open with ``paranoid_checks``, not per read: the value's CRC already
+covers what a read returns), so damage raises CorruptStoreError, never wrong
+pixels.
 One exception, as with LMDB's meta pages: a log cut short replays fewer
 batches, and the store then opens as of an earlier commit, silently.
 Values hold 16 CIFAR images (64 KiB): a single read copies one value, and a
@@ -118,7 +124,11 @@ class LeveldbBackend(Backend):
         rolls_back_when_damaged=True,
         file_size_limit=2_000_000,
         reads_read_only_directory=False,  # LevelDB opens its LOCK file for writing
-        power_loss=PowerLoss(),
+        # Durable: sync=True batches, the directory synced after opening and after each
+        # write_many; a database no write reached is made again (or read empty).
+        power_loss=PowerLoss(not_durable_loses=(
+            "batches not yet written back, the store included; a database whose manifest "
+            "or CURRENT LevelDB had not synced fails to open (CorruptStoreError)")),
     )
 
     def _open(self, create: bool) -> None:
