@@ -16,10 +16,15 @@ it: ``plyvel.DB(".../leveldb").get(b"chunk:" + (7 // K).to_bytes(8, "big"))``.
 
 Every ``write_many`` (and ``write_one``) is one ``WriteBatch``: LevelDB logs a
 batch as one record with CRCs, so after a kill it replays whole batches only.
-Durable stores write that batch with ``sync=True``. Every value carries the
-chunk's header CRC-32, a checksum per image and the CRC of its key (LevelDB's
-own block CRCs are checked at open with ``paranoid_checks``, not per read: the
-value's own checks cover what a read returns), so damage raises
+Durable stores write that batch with ``sync=True`` and sync the database's
+directory after opening and after each ``write_many``: LevelDB renames
+``CURRENT`` to a new manifest and starts new logs without syncing their names.
+A log whose unsynced tail a power cut tore is read up to the tear (that tail
+was never acknowledged), and a database whose creation a power cut stopped
+before any write began is made again (readers see it empty). Every value
+carries the chunk's header CRC-32, a checksum per image and the CRC of its key
+(LevelDB's own block CRCs are checked at open with ``paranoid_checks``, not per
+read: the value's own checks cover what a read returns), so damage raises
 CorruptStoreError, never wrong pixels.
 One exception, as with LMDB's meta pages: a log cut short replays fewer
 batches, and the store then opens as of an earlier commit, silently.
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import struct
 import threading
 from pathlib import Path
@@ -49,8 +55,9 @@ import plyvel
 from storage.core import inherited
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
-from storage.core.facts import FormatFacts
-from storage.core.files import WriterLock, storage_looks_full, translate_os_error
+from storage.core.facts import FormatFacts, PowerLoss
+from storage.core.files import (WriterLock, fsync_directory, storage_looks_full,
+                                translate_os_error)
 from storage.errors import (CorruptStoreError, ReadOnlyError, StorageFullError, StoreBusyError,
                             StoreError)
 from storage.formats.lmdb.backend import _gather, _runs
@@ -120,6 +127,11 @@ class LeveldbBackend(Backend):
         rolls_back_when_damaged=True,
         file_size_limit=2_000_000,
         reads_read_only_directory=False,  # LevelDB opens its LOCK file for writing
+        # Durable: sync=True batches, the directory synced after opening and after each
+        # write_many; a database no write reached is made again (or read empty).
+        power_loss=PowerLoss(not_durable_loses=(
+            "batches not yet written back, the store included; a database whose manifest "
+            "or CURRENT LevelDB had not synced fails to open (CorruptStoreError)")),
     )
 
     def _open(self, create: bool) -> None:
@@ -130,6 +142,11 @@ class LeveldbBackend(Backend):
         try:
             if self.mode != "r":
                 self._db()  # a writer holds the database from the start
+                if self.durable:
+                    # Opening renames CURRENT to a new manifest and creates a new log without
+                    # syncing the directory after: a store whose open returned must open.
+                    self._sync()
+                    fsync_directory(self.path)  # the database directory's own name
         except BaseException:
             self._close()
             raise
@@ -142,8 +159,23 @@ class LeveldbBackend(Backend):
                     raise CorruptStoreError(f"the store at '{self.path}' lacks its LevelDB "
                                             "database; it is damaged")
                 return None  # its creation was cut short: it holds nothing
-            self._handle = _databases.acquire(self._directory, self)
+            try:
+                self._handle = _databases.acquire(self._directory, self)
+            except CorruptStoreError:
+                if self._read_marker_shape() is not None:
+                    raise
+                # No write ever began (the marker records the shape first): a power cut
+                # while LevelDB made its first files, whose manifest it never syncs.
+                if self.mode == "r":
+                    return None  # it holds nothing
+                shutil.rmtree(self._directory)
+                self._handle = _databases.acquire(self._directory, self)
         return self._handle
+
+    def _sync(self) -> None:
+        """The directory: LevelDB syncs a new log's bytes (``sync=True``) but not its name,
+        which it makes when a full memtable moves to a new log in the middle of a session."""
+        fsync_directory(self._directory)
 
     def _close(self) -> None:
         self._handle = None
@@ -391,16 +423,27 @@ class _Databases:
         self._lock = threading.Lock()
 
 
+# What LevelDB's log reader reports for a record cut short or torn (a table block's
+# damage says "block checksum mismatch" and stays an error).
+_TORN_LOG_TAIL = {"partial record without end", "checksum mismatch", "bad record length",
+                  "missing start of fragmented record(1)", "missing start of fragmented record(2)",
+                  "error in middle of record"}
+
+
 def _open_database(directory: Path, store: LeveldbBackend) -> plyvel.DB:
     try:
         try:
             return plyvel.DB(str(directory), create_if_missing=store.mode != "r",
                              paranoid_checks=True, **_OPTIONS)
         except plyvel.CorruptionError as error:
-            if "partial record without end" not in str(error):
+            reason = error.args[0] if error.args else b""
+            if isinstance(reason, bytes):
+                reason = reason.decode(errors="replace")
+            if str(reason).removeprefix("Corruption: ") not in _TORN_LOG_TAIL:
                 raise
-            # The log ends in half a batch: the write a full disk or a kill cut short,
-            # never acknowledged. Without paranoid checks LevelDB drops that tail.
+            # The log ends in half a batch: the write a full disk, a kill or a power cut
+            # (its unsynced pages torn) cut short, never acknowledged. Without paranoid
+            # checks LevelDB drops that tail.
             return plyvel.DB(str(directory), paranoid_checks=False, **_OPTIONS)
     except plyvel.IOError as error:
         message = str(error)

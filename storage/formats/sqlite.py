@@ -22,8 +22,9 @@ each 3 KB row takes a page of its own (1.34x the pixel bytes on disk). Every
 ``write_many`` is one transaction: a crash leaves the last committed state,
 whole batches only. Durable stores use ``synchronous=FULL`` (the WAL is fsynced
 at each commit), others ``NORMAL`` (safe against a killed process, not a power
-cut). Reads go through a memory map of the file (``mmap_size``) and a 64 MiB
-page cache. SQLite checks the structure of what it reads but not the bytes of a row,
+cut); a store whose creation a power cut stopped before any write (a database
+without its schema) reads empty and is made again by the next writer. Reads go
+through a memory map of the file (``mmap_size``) and a 64 MiB page cache. SQLite checks the structure of what it reads but not the bytes of a row,
 so every read checks each row's checksum: damage raises CorruptStoreError,
 never wrong pixels. Connections belong to one process and are opened on first
 use; a connection inherited through fork() is never used or closed (SQLite says
@@ -45,7 +46,7 @@ import numpy as np
 from storage.core import inherited
 from storage.core.backend import Backend
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.files import WriterLock, storage_looks_full
 from storage.errors import CorruptStoreError, ReadOnlyError, StorageFullError, StoreError
 
@@ -96,6 +97,12 @@ class SqliteBackend(Backend):
         # overwritten row, whose checksum is valid: it reads back one commit behind.
         rolls_back_when_damaged=True,
         file_size_limit=2_000_000,
+        # Durable: synchronous=FULL syncs the WAL at each commit (SQLite syncs its directory
+        # when it makes the WAL); a store no write reached reads empty (_holds_nothing).
+        power_loss=PowerLoss(not_durable_loses=(
+            "commits not yet written back (synchronous=NORMAL syncs only at checkpoints), "
+            "the store included; a database whose first commit was lost after the marker "
+            "recorded a shape gives CorruptStoreError")),
     )
 
     def _open(self, create: bool) -> None:
@@ -106,15 +113,16 @@ class SqliteBackend(Backend):
         inherited.track(self)
         self._writer_lock = WriterLock(self.path) if self.mode != "r" else None
         try:
-            if self.mode != "r" and (create or self._unfinished()):
+            if self.mode != "r" and (create or self._holds_nothing()):
                 self._create()
         except BaseException:
             self._close()
             raise
 
-    def _unfinished(self) -> bool:
-        """A store whose creation was cut short: a marker without a shape, no schema."""
-        if self._read_marker_shape() is not None:
+    def _holds_nothing(self) -> bool:
+        """No write ever reached the store (its marker records the shape first) and its
+        creation was cut short: no database file, or one whose schema was never committed."""
+        if self.image_shape is not None:
             return False
         if not self._file.exists():
             return True
@@ -343,7 +351,7 @@ class SqliteBackend(Backend):
 
     @_one_at_a_time
     def _ids(self):
-        if self.image_shape is None and not self._file.exists():
+        if self._holds_nothing():
             return np.zeros(0, np.int64)
         with self._translated():
             rows = self._reader().execute("SELECT id FROM images ORDER BY id")
@@ -351,20 +359,22 @@ class SqliteBackend(Backend):
 
     @_one_at_a_time
     def _count(self):
-        if self.image_shape is None and not self._file.exists():
+        if self._holds_nothing():
             return 0
         with self._translated():
             return int(self._meta(self._reader())["count"])
 
     @_one_at_a_time
     def _max_id(self):
-        if self.image_shape is None and not self._file.exists():
+        if self._holds_nothing():
             return None
         with self._translated():
             return self._reader().execute("SELECT max(id) FROM images").fetchone()[0]
 
     @_one_at_a_time
     def _contains_many(self, ids):
+        if self._holds_nothing():
+            return np.zeros(len(ids), bool)
         with self._translated():
             return self._held(self._reader(), ids)
 

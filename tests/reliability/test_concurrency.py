@@ -226,7 +226,10 @@ def test_reader_processes_beside_an_overwriter(backend_name, new_store_path, tmp
         stop.touch()
     with tallied("processes: readers beside overwriter", backend_name):
         for reader in readers:
-            out, err = reader.communicate(timeout=60)
+            # Read the summary through the buffer readline() filled above: it may already
+            # hold it, and communicate() reads the pipe past that buffer.
+            out = reader.stdout.read()
+            err = reader.communicate(timeout=60)[1]
             summary = json.loads(out)
             problems = [problem for problem in summary["problems"]
                         if not (one_process and refused_as_busy(problem))]

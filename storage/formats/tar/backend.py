@@ -40,7 +40,7 @@ import numpy as np
 
 from storage.core.backend import Backend
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
-from storage.core.facts import FormatFacts
+from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.files import WriterLock, fsync_directory, leftover_temporaries
 from storage.errors import CorruptStoreError
 from storage.formats.tar import shards
@@ -139,6 +139,12 @@ class TarBackend(Backend):
                       ("tar-before-index", 2)),
         rolls_back_when_damaged=False,
         file_size_limit=300_000,
+        # Durable: shard bytes and each new index are fsynced before the index is renamed
+        # into place, the directory before and after.
+        power_loss=PowerLoss(not_durable_loses=(
+            "samples and indexes not yet written back, the store included; an index renamed "
+            "into place before its bytes reached the disk fails to open, and samples whose "
+            "shard bytes were lost fail their checksum (CorruptStoreError)")),
     )
 
     def _open(self, create: bool) -> None:
