@@ -13,6 +13,9 @@ Layout of a store directory::
                       format_version "1", count (images held)
     images.sqlite-wal, images.sqlite-shm   SQLite's write-ahead log while the store is open
 
+Encoded images (JPEG or PNG bytes) keep this layout with metadata mode "encoded" and
+encoding "jpeg" or "png"; see ``storage.formats.sqlite_encoded``.
+
 Plain ``sqlite3`` (the module or the shell) reads it:
 ``SELECT label, data FROM images WHERE id = 7``, the blob as
 ``np.frombuffer(data, np.uint8).reshape(H, W, C)``.
@@ -44,6 +47,7 @@ import numpy as np
 
 from storage.core import inherited
 from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.core.facts import FormatFacts
 from storage.core.files import WriterLock, storage_looks_full
@@ -85,6 +89,8 @@ def read_plainly(path: Path) -> dict[int, tuple[np.ndarray, int]]:
 
 class SqliteBackend(Backend):
     name = "sqlite"
+    capabilities = Capabilities(encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.sqlite_encoded:EncodedSqliteBackend"
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,      # one transaction per write_many
@@ -137,7 +143,8 @@ class SqliteBackend(Backend):
                 for statement in _SCHEMA.split(";")[:-1]:  # executescript would commit first
                     db.execute(statement)
                 db.executemany("INSERT INTO metadata VALUES (?, ?)", [
-                    ("mode", "array"), ("shape", ""), ("dtype", "uint8"), ("encoding", "none"),
+                    ("mode", "encoded" if self.encoding else "array"), ("shape", ""),
+                    ("dtype", "uint8"), ("encoding", self.encoding or "none"),
                     ("format_version", str(FORMAT_VERSION)), ("count", "0")])
 
     def _db(self, create: bool = False) -> sqlite3.Connection:
