@@ -91,6 +91,7 @@ class SqliteBackend(Backend):
     name = "sqlite"
     capabilities = Capabilities(encodings=("jpeg", "png"))
     encoded_variant = "storage.formats.sqlite_encoded:EncodedSqliteBackend"
+    page_size = PAGE_SIZE
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,      # one transaction per write_many
@@ -137,7 +138,7 @@ class SqliteBackend(Backend):
                 os.unlink(f"{self._file}{suffix}")
         with self._translated():
             db = self._db(create=True)
-            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the first table
+            db.execute(f"PRAGMA page_size = {self.page_size}")  # before the first table
             db.execute("PRAGMA journal_mode = WAL")
             with self._transaction(db):
                 for statement in _SCHEMA.split(";")[:-1]:  # executescript would commit first
