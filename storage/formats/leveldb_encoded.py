@@ -75,9 +75,6 @@ class EncodedLeveldbBackend(LeveldbBackend):
             batch.put(_META + b"count", _U64.pack(self._count() + added))
             self._commit(batch)
 
-    def _where(self, key: int) -> str:
-        return f"the value of id {key} in the LevelDB store at '{self.path}'"
-
     def _read_one(self, key):
         datas, labels = self._read_many(np.array([key], np.int64))
         return datas[0], int(labels[0])
@@ -93,8 +90,10 @@ class EncodedLeveldbBackend(LeveldbBackend):
         if missing:
             raise self._missing(ids[missing])
         datas, labels = [], np.empty(len(ids), np.int64)
+        store = f"the LevelDB store at '{self.path}'"  # once: a Path's str costs per value
         for i, (key, value) in enumerate(zip(ids.tolist(), values)):
-            data, labels[i] = parse_value(_KEY.pack(key), value, self._where(key))
+            data, labels[i] = parse_value(_KEY.pack(key), value,
+                                          f"the value of id {key} in {store}")
             datas.append(data)
         return datas, labels
 
