@@ -217,3 +217,33 @@ def test_a_shard_made_elsewhere_is_added(new_store_path, tmp_path):
     with open_store(path, "tar", mode="a") as store:
         assert store.add_shard(tmp_path / "elsewhere.tar") == 10
     assert_holds(path, dict.fromkeys([*range(5), *range(100, 110)], 0))
+
+
+def test_encoded_samples_are_jpg_and_cls_members_across_shards(new_store_path, monkeypatch):
+    """JPEG bytes of differing lengths: ``tar tf`` lists .jpg members, webdataset yields the
+    bytes, shards split where the array layout's do, and a torn tail is cut by the next writer."""
+    from storage.formats.tar import backend
+    monkeypatch.setattr(backend, "SHARD_SAMPLES", 4)
+    rng = np.random.default_rng(3)
+    datas = [b"\xff\xd8\xff" + rng.bytes(size) for size in (0, 509, 510, 3000, 1, 700)]
+    path = new_store_path()
+    with open_store(path, "tar", mode="w", encoding="jpeg") as store:
+        store.write_many(datas[:5], range(5))
+    listing = subprocess.run(["tar", "tf", str(path / "shard-000000.tar")], capture_output=True,
+                             text=True, check=True)
+    assert listing.stdout.split() == [f"{key:010d}.{ext}" for key in range(4)
+                                      for ext in ("jpg", "cls")] and listing.stderr == ""
+    samples = list(webdataset.WebDataset(str(path / "shard-000000.tar"), shardshuffle=False))
+    assert [(sample["jpg"], sample["cls"]) for sample in samples] == \
+        [(data, str(key).encode()) for key, data in enumerate(datas[:4])]
+    committed = os.path.getsize(path / "shard-000001.tar")
+    with open(path / "shard-000001.tar", "ab") as shard:
+        shard.write(b"half a sample" * 100)
+    with open_store(path, mode="a") as store:
+        assert os.path.getsize(path / "shard-000001.tar") == committed
+        store.write_one(5, datas[5], 5)
+        read, labels = store.read_many(range(6))
+        assert read == datas and labels.tolist() == list(range(6))
+    with tarfile.open(path / "shard-000001.tar") as archive:
+        assert [member.name for member in archive] == [
+            "0000000004.jpg", "0000000004.cls", "0000000005.jpg", "0000000005.cls"]

@@ -94,6 +94,7 @@ def bytes_checksums(ids: np.ndarray, labels: np.ndarray, datas) -> np.ndarray:
     """uint64 checksum of each encoded image: CRC-32 of its id and label (8 bytes each,
     little-endian) followed by its bytes. zlib-ng's CRC runs at tens of GB/s, so one
     call per image costs about a microsecond for a 30 KB JPEG."""
-    heads = np.stack([ids, labels], axis=1).astype("<i8")
-    return np.fromiter((crc32(data, crc32(head)) for head, data in zip(heads, datas)),
-                       np.uint64, len(datas))
+    # The heads as one bytes object, sliced: a CRC of a numpy row costs ~20 us, of bytes ~4.
+    heads = np.stack([ids, labels], axis=1).astype("<i8").tobytes()
+    return np.fromiter((crc32(data, crc32(heads[16 * i:16 * i + 16]))
+                        for i, data in enumerate(datas)), np.uint64, len(datas))

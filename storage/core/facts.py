@@ -60,6 +60,9 @@ class FormatFacts:
     crash_points: tuple[tuple[str, int], ...] = field(default=())
     # Damage to the format's files can bring back an earlier commit instead of an error.
     rolls_back_when_damaged: bool | None = None
+    # The format's own checksums cover blocks of several values (LevelDB's log records and
+    # table blocks): damage to one image can make its neighbours read as CorruptStoreError too.
+    checks_whole_blocks: bool = False
     # A file-size limit (bytes) that a few batches reach, for the full-disk tests.
     file_size_limit: int | None = None
     # Store objects on one path see each other's writes (threads and processes sharing a

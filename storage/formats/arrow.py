@@ -14,6 +14,8 @@ image's uint8 pixels in (H, W, C) order. The schema metadata holds
 ``image_shape`` (JSON) and ``dtype``. A later row of an id supersedes earlier
 ones (overwrites append). Plain pyarrow reads it:
 ``pyarrow.ipc.open_file(".../parts/part-000000.arrow").read_all()``.
+Encoded images (JPEG or PNG bytes) have an ``image`` column of ``large_binary``
+instead: see ``storage.formats.encoded_parts``.
 
 A part is written beside its place and renamed there (``storage.formats.parts``):
 a kill leaves every committed part whole and the cut write all or nothing.
@@ -29,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 
+from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts, PowerLoss
 from storage.errors import CorruptStoreError
 from storage.formats.part_store import COLUMNS, PartIndex, PartStore
@@ -80,6 +83,8 @@ def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
 class ArrowBackend(PartStore):
     name = "arrow"
     suffix = "arrow"
+    capabilities = Capabilities(encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.encoded_parts:EncodedArrowBackend"
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,  # a part is committed by one rename
@@ -95,20 +100,34 @@ class ArrowBackend(PartStore):
     )
 
     def _write_part(self, path, ids, labels, checksums, images) -> None:
-        schema = schema_for(images.shape[1:])
+        schema = self._part_schema(images)
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for start in range(0, len(ids), BATCH_ROWS):
                 stop = start + BATCH_ROWS
                 writer.write_batch(pa.record_batch(
                     [pa.array(ids[start:stop]), pa.array(labels[start:stop]),
-                     pa.array(checksums[start:stop]), image_column(images[start:stop])],
+                     pa.array(checksums[start:stop]), self._image_column(images[start:stop])],
                     schema=schema))
+
+    # How the image column is written and read: pixels here, bytes in EncodedArrowBackend.
+    def _part_schema(self, images) -> pa.Schema:
+        return schema_for(images.shape[1:])
+
+    def _image_column(self, images) -> pa.Array:
+        return image_column(images)
+
+    def _expected_schema(self) -> pa.Schema | None:
+        """The schema every part must have; None when no part can exist yet."""
+        return schema_for(self.image_shape) if self.image_shape is not None else None
+
+    def _block_content(self, column: pa.Array):
+        return images_of(column, self.image_shape)
 
     def _open_part(self, path):
         try:
             reader = pa.ipc.open_file(pa.memory_map(str(path)))
-            expected = schema_for(self.image_shape or (0, 0, 0))
-            if self.image_shape is None or not reader.schema.equals(expected):
+            expected = self._expected_schema()
+            if expected is None or not reader.schema.equals(expected):
                 raise CorruptStoreError(
                     f"the part '{path}' has the schema {reader.schema}, not {expected}")
             batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
@@ -118,7 +137,7 @@ class ArrowBackend(PartStore):
             index = PartIndex(*(_joined(columns[name], dtype) for name, dtype in
                                 (("id", np.int64), ("label", np.int64), ("checksum", np.uint64))),
                               block_rows=[batch.num_rows for batch in batches])
-            images = [images_of(column, self.image_shape) for column in columns["image"]]
+            images = [self._block_content(column) for column in columns["image"]]
         except CorruptStoreError:
             raise
         except (pa.ArrowException, OSError) as error:

@@ -11,6 +11,9 @@ Layout of a store directory::
                             up to K images (64 KiB in all) whose ids share id // K, in the byte layout of
                             ``storage.formats.lmdb.chunk`` (labels, checksums, slots, pixels)
 
+Encoded images (JPEG or PNG bytes) have one value per image under b"image:" keys
+instead of chunks: see ``storage.formats.leveldb_encoded``.
+
 Keys sort as ids do, so a range read walks consecutive keys. Plain plyvel reads
 it: ``plyvel.DB(".../leveldb").get(b"chunk:" + (7 // K).to_bytes(8, "big"))``.
 
@@ -111,7 +114,8 @@ def chunk_images_for(image_shape) -> int:
 
 class LeveldbBackend(Backend):
     name = "leveldb"
-    capabilities = Capabilities(processes="one")
+    capabilities = Capabilities(processes="one", encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.leveldb_encoded:EncodedLeveldbBackend"
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,     # one WriteBatch, one log record, per write_many
@@ -125,6 +129,7 @@ class LeveldbBackend(Backend):
         # The log has no record of its own length: cut short, it replays fewer batches,
         # and the store opens as of an earlier commit (each value read is still checked).
         rolls_back_when_damaged=True,
+        checks_whole_blocks=True,  # a log record is a whole batch, a table block 64 KiB
         file_size_limit=2_000_000,
         reads_read_only_directory=False,  # LevelDB opens its LOCK file for writing
         # Durable: sync=True batches, the directory synced after opening and after each

@@ -17,6 +17,8 @@ make bulk reads slower, more make single reads read more); pages carry CRCs
 No compression by default (``compression="zstd"`` to choose it). A later row of
 an id supersedes earlier ones (overwrites append). Plain pyarrow reads it:
 ``pyarrow.parquet.read_table(".../parts/part-000000.parquet")``.
+Encoded images (JPEG or PNG bytes) have an ``image`` column of ``large_binary``
+(BYTE_ARRAY) instead: see ``storage.formats.encoded_parts``.
 
 A part is written beside its place and renamed there (``storage.formats.parts``):
 a kill leaves every committed part whole and the cut write all or nothing.
@@ -32,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError
@@ -78,6 +81,8 @@ class ParquetOptions(Options):
 class ParquetBackend(PartStore):
     name = "parquet"
     suffix = "parquet"
+    capabilities = Capabilities(encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.encoded_parts:EncodedParquetBackend"
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,  # a part is committed by one rename
@@ -95,9 +100,9 @@ class ParquetBackend(PartStore):
     Options = ParquetOptions
 
     def _write_part(self, path, ids, labels, checksums, images) -> None:
-        schema = schema_for(images.shape[1:])
+        schema = self._part_schema(images)
         table = pa.table([pa.array(ids), pa.array(labels), pa.array(checksums),
-                          image_column(images)], schema=schema)
+                          self._image_column(images)], schema=schema)
         pq.write_table(table, str(path), row_group_size=self.options.row_group_rows,
                        compression=self.options.compression, use_dictionary=False,
                        write_statistics=["id"], write_page_checksum=True)
@@ -105,9 +110,9 @@ class ParquetBackend(PartStore):
     def _open_part(self, path):
         try:
             part = _Part(path)
-            expected = schema_for(self.image_shape or (0, 0, 0))
+            expected = self._expected_schema()
             schema = part.file.schema_arrow
-            if self.image_shape is None or not schema.equals(expected):
+            if expected is None or not schema.equals(expected):
                 raise CorruptStoreError(f"the part '{path}' has the schema {schema}, "
                                         f"not {expected}")
             metadata = part.file.metadata
@@ -123,12 +128,26 @@ class ParquetBackend(PartStore):
                                     "the store is damaged: restore it from a copy") from error
         return part, index
 
+    # How the image column is written and read: pixels here, bytes in EncodedParquetBackend.
+    def _part_schema(self, images) -> pa.Schema:
+        return schema_for(images.shape[1:])
+
+    def _image_column(self, images) -> pa.Array:
+        return image_column(images)
+
+    def _expected_schema(self) -> pa.Schema | None:
+        """The schema every part must have; None when no part can exist yet."""
+        return schema_for(self.image_shape) if self.image_shape is not None else None
+
+    def _block_content(self, column: pa.Array):
+        return images_of(column, self.image_shape)
+
     def _block_images(self, part: _Part, block: int) -> np.ndarray:
         if part.cached is not None and part.cached[0] == block:
             return part.cached[1]
         try:
             column = part.file.read_row_group(block, columns=["image"], use_threads=False)
-            images = images_of(column.column("image").combine_chunks(), self.image_shape)
+            images = self._block_content(column.column("image").combine_chunks())
         except CorruptStoreError:
             raise
         except _PARQUET_ERRORS as error:

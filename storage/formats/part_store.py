@@ -109,11 +109,11 @@ class PartStore(Backend):
     # ---- writing -------------------------------------------------------------------------
     def _write_many(self, ids, images, labels, overwrite) -> None:
         # Held ids were refused by the base class (Backend._refuse_held) before this call.
-        checksums = image_checksums(ids, labels, images)
+        checksums = self._checksums_of(ids, labels, images)
+        content = self._part_content(images)
         number = len(self._handles)
         path = self._parts.commit(
-            lambda target: self._write_part(target, ids, labels, checksums,
-                                            np.ascontiguousarray(images)),
+            lambda target: self._write_part(target, ids, labels, checksums, content),
             number, self.durable)
         # Committed: now this object opens the part like any other.
         handle, index = self._open_part(path)
@@ -126,6 +126,13 @@ class PartStore(Backend):
         self._block_starts = np.concatenate(
             [self._block_starts, start + np.cumsum([0] + index.block_rows)[:-1]])
         self._block_sizes = np.concatenate([self._block_sizes, index.block_rows])
+
+    def _checksums_of(self, ids, labels, images) -> np.ndarray:
+        return image_checksums(ids, labels, images)
+
+    def _part_content(self, images):
+        """What ``_write_part`` is handed as the image column's content."""
+        return np.ascontiguousarray(images)
 
     # ---- reading -------------------------------------------------------------------------
     def _images_of_block(self, block: int) -> np.ndarray:

@@ -13,6 +13,9 @@ Layout of a store directory::
                       format_version "1", count (images held)
     images.sqlite-wal, images.sqlite-shm   SQLite's write-ahead log while the store is open
 
+Encoded images (JPEG or PNG bytes) keep this layout with metadata mode "encoded" and
+encoding "jpeg" or "png"; see ``storage.formats.sqlite_encoded``.
+
 Plain ``sqlite3`` (the module or the shell) reads it:
 ``SELECT label, data FROM images WHERE id = 7``, the blob as
 ``np.frombuffer(data, np.uint8).reshape(H, W, C)``.
@@ -45,6 +48,7 @@ import numpy as np
 
 from storage.core import inherited
 from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.files import WriterLock, storage_looks_full
@@ -86,6 +90,9 @@ def read_plainly(path: Path) -> dict[int, tuple[np.ndarray, int]]:
 
 class SqliteBackend(Backend):
     name = "sqlite"
+    capabilities = Capabilities(encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.sqlite_encoded:EncodedSqliteBackend"
+    page_size = PAGE_SIZE
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,      # one transaction per write_many
@@ -139,13 +146,14 @@ class SqliteBackend(Backend):
                 os.unlink(f"{self._file}{suffix}")
         with self._translated():
             db = self._db(create=True)
-            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the first table
+            db.execute(f"PRAGMA page_size = {self.page_size}")  # before the first table
             db.execute("PRAGMA journal_mode = WAL")
             with self._transaction(db):
                 for statement in _SCHEMA.split(";")[:-1]:  # executescript would commit first
                     db.execute(statement)
                 db.executemany("INSERT INTO metadata VALUES (?, ?)", [
-                    ("mode", "array"), ("shape", ""), ("dtype", "uint8"), ("encoding", "none"),
+                    ("mode", "encoded" if self.encoding else "array"), ("shape", ""),
+                    ("dtype", "uint8"), ("encoding", self.encoding or "none"),
                     ("format_version", str(FORMAT_VERSION)), ("count", "0")])
 
     def _db(self, create: bool = False) -> sqlite3.Connection:

@@ -28,7 +28,8 @@ of such an id (the later one is current), and the disk is not reclaimed. Each
 image carries a checksum of its id, label and pixels (tar has none for data):
 damaged bytes raise CorruptStoreError, never wrong pixels. On disk each sample
 costs about 2 KiB of headers and padding beyond its pixels (5,120 bytes for a
-3,072-byte CIFAR image, 1.67x).
+3,072-byte CIFAR image, 1.67x). Encoded images (JPEG or PNG bytes) are stored as
+"{id:010d}.jpg" or ".png" members instead of ".npy": see ``encoded``.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from storage.core.backend import Backend
+from storage.core.capabilities import Capabilities
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
 from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.files import WriterLock, fsync_directory, leftover_temporaries
@@ -64,6 +66,7 @@ class _Shard:
     def __init__(self, path: Path, number: int, index: np.ndarray):
         self.path, self.number, self.index = path, number, index
         self._view = None
+        self.mapped = None  # the map of an encoded shard (storage.formats.tar.encoded)
 
     @property
     def file(self) -> Path:
@@ -128,6 +131,8 @@ class _Committed:
 
 class TarBackend(Backend):
     name = "tar"
+    capabilities = Capabilities(encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.tar.encoded:EncodedTarBackend"
     # The default capabilities: an overwrite or a write_one appends (see above).
     facts = FormatFacts(
         plain_reader=read_plainly,
@@ -232,15 +237,29 @@ class TarBackend(Backend):
         for number in shards.shard_numbers(self.path):
             if number not in indexed:
                 os.unlink(self.path / shards.shard_name(number))
-        if indexed and self.image_shape:  # cut an interrupted append off the last shard
+        if indexed and (self.image_shape or self.encoding):  # cut an interrupted append off
             last = _Shard(self.path, indexed[-1], shards.load_index(self.path, indexed[-1], False))
-            end = last.end(SampleLayout(self.image_shape))
+            end = self._end(last)
             if os.path.getsize(last.file) != end + len(END_OF_ARCHIVE):
                 self._append(last.file, end, np.zeros((0, 0), np.uint8))
 
-    def _write_many(self, ids, images, labels, overwrite) -> None:
+    def _end(self, shard: _Shard) -> int:
+        """Where the next sample of ``shard`` goes: after its last indexed one."""
+        return shard.end(self._layout())
+
+    def _samples(self, ids, labels, images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tar bytes of these samples (uint8), and each image member's data offset
+        (from the first sample's start) and size."""
         layout = self._layout()
-        checksums = image_checksums(ids, labels, images).view(np.int64)
+        offsets = layout.data_offset + layout.stride * np.arange(len(ids))
+        return (layout.samples(ids, labels, images), offsets,
+                np.full(len(ids), layout.npy_size, np.int64))
+
+    def _checksums(self, ids, labels, images) -> np.ndarray:
+        return image_checksums(ids, labels, images).view(np.int64)
+
+    def _write_many(self, ids, images, labels, overwrite) -> None:
+        checksums = self._checksums(ids, labels, images)
         committed = self._committed.shards
         last = committed[-1] if committed else None
         if last is None or len(last.index) >= SHARD_SAMPLES:
@@ -248,13 +267,14 @@ class TarBackend(Backend):
         new_indexes, start = {}, 0
         while start < len(ids):
             stop = min(len(ids), start + SHARD_SAMPLES - len(last.index))
-            base = last.end(layout)
-            self._append(last.file, base, layout.samples(ids[start:stop], labels[start:stop],
-                                                         images[start:stop]))
+            base = self._end(last)
+            samples, offsets, sizes = self._samples(ids[start:stop], labels[start:stop],
+                                                    images[start:stop])
+            self._append(last.file, base, samples)
             rows = np.empty((stop - start, 5), np.int64)
             rows[:, _ID], rows[:, _LABEL] = ids[start:stop], labels[start:stop]
-            rows[:, _OFFSET] = base + layout.data_offset + layout.stride * np.arange(stop - start)
-            rows[:, _SIZE], rows[:, _CHECKSUM] = layout.npy_size, checksums[start:stop]
+            rows[:, _OFFSET], rows[:, _SIZE] = base + offsets, sizes
+            rows[:, _CHECKSUM] = checksums[start:stop]
             new_indexes[last.number] = np.concatenate([last.index, rows])
             last = _Shard(self.path, last.number + 1, np.zeros((0, 5), np.int64))
             start = stop

@@ -23,11 +23,14 @@ import numpy as np
 
 BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * BLOCK)
+LABEL_BYTES = 2 * BLOCK  # a sample's .cls member: its header and one block of data
+MAX_MEMBER_BYTES = 8**11 - 1  # the largest size a USTAR header's 11 octal digits hold
 _LABEL_DIGITS = 20  # "-9223372036854775808"
 _NAME, _SIZE, _CHECKSUM = slice(0, 100), slice(124, 136), slice(148, 156)
 
 
-def _padded(size: int) -> int:
+def padded(size):
+    """``size`` (an int or an int64 array) rounded up to whole 512-byte blocks."""
     return -(-size // BLOCK) * BLOCK
 
 
@@ -68,32 +71,44 @@ class SampleLayout:
 
     @property
     def stride(self) -> int:
-        return BLOCK + _padded(self.npy_size) + BLOCK + BLOCK
+        return BLOCK + padded(self.npy_size) + BLOCK + BLOCK
 
     def samples(self, ids: np.ndarray, labels: np.ndarray, images: np.ndarray) -> np.ndarray:
         """The tar bytes of ``len(ids)`` samples, (n, stride) uint8."""
         count = len(ids)
         out = np.zeros((count, self.stride), np.uint8)
-        stems = _stems(ids)
+        stems = stems_of(ids)
         npy_headers = np.broadcast_to(_template(self.npy_size), (count, BLOCK)).copy()
         npy_headers[:, _NAME] = _names(stems, b".npy")
         out[:, :BLOCK] = _with_checksums(npy_headers)
         start = BLOCK
         out[:, start:start + len(self.npy_header)] = np.frombuffer(self.npy_header, np.uint8)
         out[:, self.pixel_offset:self.pixel_offset + self.image_bytes] = images.reshape(count, -1)
-        start = BLOCK + _padded(self.npy_size)
-        text = labels.astype(f"S{_LABEL_DIGITS}")  # ASCII decimal, NUL-padded
-        digits = np.frombuffer(text.tobytes(), np.uint8).reshape(count, _LABEL_DIGITS)
-        lengths = (digits != 0).sum(axis=1)
-        cls_headers = np.broadcast_to(_template(0), (count, BLOCK)).copy()
-        cls_headers[:, _NAME] = _names(stems, b".cls")
-        cls_headers[:, _SIZE] = _octal_field(lengths, 11)
-        out[:, start:start + BLOCK] = _with_checksums(cls_headers)
-        out[:, start + BLOCK:start + BLOCK + _LABEL_DIGITS] = digits
+        start = BLOCK + padded(self.npy_size)
+        out[:, start:start + LABEL_BYTES] = label_members(stems, labels)
         return out
 
 
-def _stems(ids: np.ndarray) -> np.ndarray:
+def label_members(stems: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each sample's "{id:010d}.cls" member (header and padded data), (n, LABEL_BYTES) uint8."""
+    count = len(labels)
+    text = labels.astype(f"S{_LABEL_DIGITS}")  # ASCII decimal, NUL-padded
+    digits = np.frombuffer(text.tobytes(), np.uint8).reshape(count, _LABEL_DIGITS)
+    out = np.zeros((count, LABEL_BYTES), np.uint8)
+    out[:, :BLOCK] = member_headers(stems, b".cls", (digits != 0).sum(axis=1))
+    out[:, BLOCK:BLOCK + _LABEL_DIGITS] = digits
+    return out
+
+
+def member_headers(stems: np.ndarray, suffix: bytes, sizes: np.ndarray) -> np.ndarray:
+    """USTAR headers of regular files "{stem}{suffix}" of ``sizes`` bytes, (n, BLOCK) uint8."""
+    headers = np.broadcast_to(_template(0), (len(stems), BLOCK)).copy()
+    headers[:, _NAME] = _names(stems, suffix)
+    headers[:, _SIZE] = _octal_field(sizes, 11)
+    return _with_checksums(headers)
+
+
+def stems_of(ids: np.ndarray) -> np.ndarray:
     """``f"{id:010d}"`` of each id, as a NUL-padded bytes array."""
     return np.char.zfill(ids.astype("S19"), 10)
 
