@@ -127,6 +127,11 @@ def test_damaged_bytes_read_as_corrupt_never_as_another_image(encoded_name, new_
     content[content.index(pattern) + 30] ^= 0x01
     holders[0].write_bytes(content)
     with open_store(path) as store:
+        if type(store).facts.rolls_back_when_damaged and 0 not in store:
+            # The damage cut the format's log short: the store as of the commit before
+            # (declared), which held nothing; never other bytes.
+            assert len(store) == 0 and list(store.ids()) == []
+            return
         with pytest.raises(CorruptStoreError):
             store.read_many([0, 1])
         with pytest.raises(CorruptStoreError):
