@@ -39,6 +39,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import imagecodecs
@@ -344,9 +345,15 @@ class PngBackend(Backend):
 
     def _read_many(self, ids):
         rows, found = self._state.index.rows(ids)
-        if not found.all():
+        if not found.all():  # before the shape is needed: a new store has none yet
             raise self._missing(ids[~found])
         images = np.empty((len(ids), *self.image_shape), np.uint8)
+        labels = self._read_rows(ids, lambda i, file: self._decode_into(images[i], file))
+        return images, labels
+
+    def _read_rows(self, ids, read: Callable[[int, str], bool]) -> np.ndarray:
+        """Labels of ``ids``, calling ``read(i, file)`` on threads for each position's file;
+        ``read`` returns False for a file that is gone, which is then looked up again."""
         labels = np.empty(len(ids), np.int64)
         pending = np.arange(len(ids))
         for attempt in range(_READ_ATTEMPTS):
@@ -357,14 +364,14 @@ class PngBackend(Backend):
             files = [state.files[row] for row in rows.tolist()]
             gone = np.zeros(len(pending), bool)
 
-            def decode(start, stop):
+            def read_slice(start, stop):
                 for i in range(start, stop):
-                    gone[i] = not self._decode_into(images[pending[i]], files[i])
+                    gone[i] = not read(pending[i], files[i])
 
-            for_each_slice(decode, len(pending))
+            for_each_slice(read_slice, len(pending))
             labels[pending] = state.labels[rows]
             if not gone.any():
-                return images, labels
+                return labels
             # A writer replaced those images since this state was taken (their old files
             # are deleted once the new rows are committed): read them again as they are now.
             missing = [files[i] for i in np.flatnonzero(gone)]

@@ -21,13 +21,11 @@ import dataclasses
 import os
 import zlib
 
-import numpy as np
-
 from storage.core.capabilities import Capabilities
 from storage.core.files import sync_filesystem
 from storage.core.threads import for_each_slice
 from storage.errors import CorruptStoreError
-from storage.formats.png import _FILE_NAME, _READ_ATTEMPTS, IMAGES, TABLE, PngBackend, \
+from storage.formats.png import _FILE_NAME, IMAGES, TABLE, PngBackend, \
     _read_file, _write_file
 
 _EXTENSIONS = {"jpeg": b"jpg", "png": b"png"}
@@ -79,32 +77,12 @@ class EncodedPngBackend(PngBackend):
 
     def _read_many(self, ids):
         datas: list = [None] * len(ids)
-        labels = np.empty(len(ids), np.int64)
-        pending = np.arange(len(ids))
-        for _attempt in range(_READ_ATTEMPTS):
-            state = self._state  # one state for the whole read: files and labels agree
-            rows, found = state.index.rows(ids[pending])
-            if not found.all():
-                raise self._missing(ids[pending][~found])
-            files = [state.files[row] for row in rows.tolist()]
-            gone = np.zeros(len(pending), bool)
 
-            def read(start, stop):
-                for i in range(start, stop):
-                    datas[pending[i]] = self._read_checked(files[i])
-                    gone[i] = datas[pending[i]] is None
+        def read(i, file):
+            datas[i] = self._read_checked(file)
+            return datas[i] is not None
 
-            for_each_slice(read, len(pending))
-            labels[pending] = state.labels[rows]
-            if not gone.any():
-                return datas, labels
-            # A writer replaced those images since this state was taken: read them again.
-            missing = [files[i] for i in np.flatnonzero(gone)]
-            pending = pending[gone]
-            if self._state is state and not self._reload_state():
-                break
-        path = os.path.join(self.path, missing[0])
-        raise CorruptStoreError(f"'{path}' is named in {TABLE} but missing; the store is damaged")
+        return datas, self._read_rows(ids, read)
 
     def _read_checked(self, file: str) -> bytes | None:
         """The file's bytes once they match the CRC in its name; None when it is gone."""
