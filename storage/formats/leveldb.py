@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import plyvel
 
-from storage.core import inherited
+from storage.core import handles
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts, PowerLoss
@@ -382,7 +382,7 @@ class _Databases:
         self._lock = threading.Lock()
         # real path -> [db (None while reopening), user count, the store objects using it]
         self._open: dict[str, list] = {}
-        os.register_at_fork(after_in_child=self._forget)
+        handles.in_forked_child(self._forget)
 
     def acquire(self, directory: Path, store: LeveldbBackend) -> plyvel.DB:
         """The database, counting one more user (once per store object)."""
@@ -423,7 +423,7 @@ class _Databases:
 
     def _forget(self) -> None:
         for db, *_users in self._open.values():
-            inherited.abandon(db)
+            handles.abandon(db)
         self._open.clear()
         self._lock = threading.Lock()
 

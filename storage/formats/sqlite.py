@@ -46,7 +46,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from storage.core import inherited
+from storage.core import handles
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
 from storage.core.checksums import image_checksum, image_checksums, verify_checksums
@@ -117,7 +117,7 @@ class SqliteBackend(Backend):
         self._file = self.path / FILE
         self._handle: sqlite3.Connection | None = None
         self._shape_checked = False
-        inherited.track(self)
+        handles.track(self)
         self._writer_lock = WriterLock(self.path) if self.mode != "r" else None
         try:
             if self.mode != "r" and (create or self._holds_nothing()):
@@ -190,7 +190,7 @@ class SqliteBackend(Backend):
 
     def _after_fork(self) -> None:
         self._connection_turn = threading.RLock()  # another thread may have held it at fork
-        self._handle = None  # inherited: dropped at fork, never closed (storage.core.inherited)
+        self._handle = None  # inherited: dropped at fork, never closed (storage.core.handles)
         self._writer_lock = None
         self._shape_checked = False
 

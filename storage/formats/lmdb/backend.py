@@ -183,7 +183,7 @@ class LmdbBackend(Backend):
         lmdb_env.release(str(self.path))
 
     def _after_fork(self) -> None:
-        self._open(create=False)  # acquire() drops the parent's environment first
+        self._open(create=False)  # the parent's environment was dropped at fork (environment.py)
 
     # ---- transactions --------------------------------------------------------------------
     def _read_txn(self):

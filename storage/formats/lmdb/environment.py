@@ -1,8 +1,9 @@
 """One LMDB environment per store directory per process, shared and reopened after fork.
 
 LMDB forbids opening the same environment twice in one process, so every store
-object on a path shares one ``lmdb.Environment``; a forked child drops the
-parent's handle (it must not be used across fork) and opens its own.
+object on a path shares one ``lmdb.Environment``, kept in a table of
+``storage.core.handles``: a forked child closes its copy of the parent's
+environment (which unmaps only the child's mapping) and opens its own on first use.
 
 A durable writer's environment syncs each commit's data pages before LMDB writes
 the meta page that commits them (LMDB's ``MDB_NOMETASYNC``): without that
@@ -23,38 +24,52 @@ import threading
 
 import lmdb
 
-_lock = threading.Lock()
-_environments: dict[str, list] = {}  # real path -> [environment, users, databases or None]
-_owner_pid = os.getpid()
+from storage.core.handles import SharedHandles, in_forked_child
 
 NAMES = (b"meta", b"chunks")
 DATABASES = len(NAMES)
+
+
+class _Opened:
+    """An environment of this process, and its database handles once known."""
+
+    __slots__ = ("environment", "databases")
+
+    def __init__(self, environment: lmdb.Environment):
+        self.environment = environment
+        self.databases = None
+
+
+def _close(opened: _Opened) -> None:
+    try:
+        opened.environment.close()  # in a forked child: unmaps this child's copy only
+    except lmdb.Error:
+        pass
+
+
+_environments: SharedHandles[_Opened] = SharedHandles(forget=_close)  # real path -> _Opened
+_databases_lock = threading.Lock()
+
+
+def _new_databases_lock() -> None:
+    global _databases_lock
+    _databases_lock = threading.Lock()  # a parent's thread may have held it at fork
+
+
+in_forked_child(_new_databases_lock)
 
 
 def acquire(path: str, *, map_size: int, writable: bool,
             readahead: bool = True, durable: bool = False) -> lmdb.Environment:
     """The process's environment for ``path``; the options apply when this call opens it."""
     key = os.path.realpath(path)
-    with _lock:
-        _forget_parent_environments()
-        entry = _environments.get(key)
-        if entry is None:
-            entry = [_open(key, map_size, writable, readahead, durable), 0, None]
-            _environments[key] = entry
-        entry[1] += 1
-        return entry[0]
+    opened = _environments.acquire(
+        key, lambda: _Opened(_open(key, map_size, writable, readahead, durable)))
+    return opened.environment
 
 
 def release(path: str) -> None:
-    key = os.path.realpath(path)
-    with _lock:
-        entry = _environments.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del _environments[key]
-            entry[0].close()
+    _environments.release(os.path.realpath(path), _close)
 
 
 def replace(path: str, failed: lmdb.Environment, *, map_size: int,
@@ -66,16 +81,15 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
     transaction in that environment (MDB_PANIC); the file itself is intact.
     """
     key = os.path.realpath(path)
-    with _lock:
-        entry = _environments.get(key)
-        if entry is None or entry[0] is not failed:
-            return entry[0] if entry else failed  # another store object replaced it already
-        try:
-            failed.close()
-        except lmdb.Error:
-            pass
-        entry[0], entry[2] = _open(key, map_size, writable, readahead, durable), None
-        return entry[0]
+    current = _environments.get(key)
+    if current is None or current.environment is not failed:
+        return current.environment if current else failed  # replaced by another store object
+
+    def reopen(old: _Opened) -> _Opened:
+        _close(old)
+        return _Opened(_open(key, map_size, writable, readahead, durable))
+
+    return _environments.replace(key, current, reopen).environment
 
 
 def databases(path: str, environment: lmdb.Environment, created=None):
@@ -85,12 +99,11 @@ def databases(path: str, environment: lmdb.Environment, created=None):
     process is inside a write transaction would deadlock (see above). ``created``:
     the handles a writer's first commit just made.
     """
-    key = os.path.realpath(path)
-    with _lock:
-        entry = _environments.get(key)
-        current = entry is not None and entry[0] is environment
-        if current and entry[2] is not None:
-            return entry[2]
+    opened = _environments.get(os.path.realpath(path))
+    current = opened is not None and opened.environment is environment
+    with _databases_lock:
+        if current and opened.databases is not None:
+            return opened.databases
         handles = created
         if handles is None:
             try:
@@ -98,7 +111,7 @@ def databases(path: str, environment: lmdb.Environment, created=None):
             except lmdb.NotFoundError:
                 return None
         if current:
-            entry[2] = handles
+            opened.databases = handles
         return handles
 
 
@@ -119,16 +132,3 @@ def _open(path: str, map_size: int, writable: bool, readahead: bool,
         # meta page is synced by the backend at the end of a write_many and at close.
         sync=durable and writable, metasync=False,
     )
-
-
-def _forget_parent_environments() -> None:
-    global _owner_pid
-    if _owner_pid == os.getpid():
-        return
-    for environment, *_rest in _environments.values():
-        try:
-            environment.close()  # unmaps and closes this child's copies only
-        except lmdb.Error:
-            pass
-    _environments.clear()
-    _owner_pid = os.getpid()
