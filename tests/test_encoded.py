@@ -112,6 +112,21 @@ def test_plain_library_reads_the_encoded_layout(encoded_name, new_store_path):
 
 
 @pytest.mark.timeout(60)
+def test_images_far_apart_read_back_as_bytes_in_the_order_asked(encoded_name, new_store_path):
+    """A read that skips over more than a chunk of other images (flat layouts read such
+    images separately) gives the same bytes objects, in order, as a dense one."""
+    encoding = backend_class(encoded_name).capabilities.encodings[0]
+    rng = np.random.default_rng(11)
+    signature = SIGNATURES[encoding]
+    datas = [signature + rng.bytes(size) + b"\x00" for size in (5, int(1.2 * MIB), 7)]
+    with open_store(new_store_path(), encoded_name, "w", encoding=encoding) as store:
+        store.write_many(datas, [4, 5, 6])
+        got, labels = store.read_many([2, 0])
+    assert [type(data) for data in got] == [bytes, bytes]
+    assert got == [datas[2], datas[0]] and list(labels) == [6, 4]
+
+
+@pytest.mark.timeout(60)
 def test_damaged_bytes_read_as_corrupt_never_as_another_image(encoded_name, new_store_path):
     if BACKENDS[encoded_name].reference:
         pytest.skip(f"{encoded_name} is a reference: it stores no checksums")
