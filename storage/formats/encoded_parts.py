@@ -31,7 +31,7 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from storage.core.capabilities import Capabilities
-from storage.core.checksums import bytes_checksums
+from storage.core.checksums import bytes_checksums, raise_on_failed_checksums
 from storage.core.flat_bytes import slice_values
 from storage.errors import CorruptStoreError
 from storage.formats.arrow import ArrowBackend
@@ -148,11 +148,7 @@ class EncodedParts:
                 datas[position] = data
         labels = self._labels[rows]
         bad = bytes_checksums(ids, labels, datas) != self._checksums[rows]
-        if bad.any():
-            shown = ", ".join(str(int(key)) for key in ids[bad][:5])
-            raise CorruptStoreError(
-                f"image(s) {shown} in {self._where()} fail their checksum; the store is "
-                "damaged (restore it from a copy, or rewrite them with overwrite=True)")
+        raise_on_failed_checksums(ids, bad, self._where())
         return datas, labels
 
 

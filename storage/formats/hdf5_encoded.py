@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from storage.core.capabilities import Capabilities
-from storage.core.checksums import bytes_checksums
+from storage.core.checksums import bytes_checksums, raise_on_failed_checksums
 from storage.core.flat_bytes import read_in_runs
 from storage.core.row_index import RowIndex
 from storage.core.files import storage_looks_full
@@ -171,11 +171,7 @@ class EncodedHdf5Backend(Hdf5Backend):
             rows = self._index.rows(ids)[0]
             datas, labels = self._reading(self._read_values, rows), self._labels[rows]
             bad = bytes_checksums(ids, labels, datas) != self._checksums[rows]
-        if bad.any():
-            shown = ", ".join(str(int(key)) for key in ids[bad][:5])
-            raise CorruptStoreError(
-                f"image(s) {shown} in {self._where()} fail their checksum; the store is "
-                "damaged (restore it from a copy, or rewrite them with overwrite=True)")
+        raise_on_failed_checksums(ids, bad, self._where())
         return datas, labels
 
     def _read_values(self, rows) -> list[bytes]:
