@@ -49,6 +49,9 @@ from storage.formats.latest_rows import LatestRows
 from storage.formats.zarr import _ZARR_ERRORS, GROUP, INDEX_CHUNK_ROWS, ZarrBackend
 
 BYTE_CHUNK = 1024 * 1024
+# zarr's default skips (and deletes) chunks that hold only the fill value: its scan of
+# every chunk made writing 19 MB of JPEGs 2-4x slower, measured.
+_WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
 # Written before the commit record; "ids" last only to keep the order plain to follow.
 _ROWS = {"starts": np.int64, "lengths": np.int64, "labels": np.int64, "crcs": np.uint32,
          "ids": np.int64}
@@ -89,7 +92,8 @@ class EncodedZarrBackend(ZarrBackend):
         super()._open(create)
 
     def _load(self, committed: int) -> None:
-        self._arrays = {name: self._group[name] for name in ("bytes", *_ROWS)}
+        self._arrays = {name: self._group[name].with_config(_WRITE_EVERY_CHUNK)
+                        for name in ("bytes", *_ROWS)}
         for name in _ROWS:
             if self._arrays[name].shape[0] < committed:
                 raise CorruptStoreError(f"'{name}' holds {self._arrays[name].shape[0]} rows, "
@@ -147,11 +151,12 @@ class EncodedZarrBackend(ZarrBackend):
         """The arrays, empty (any left by a cut first write are replaced)."""
         self._arrays = {"bytes": self._group.create_array(
             "bytes", shape=(0,), dtype="uint8", chunks=(BYTE_CHUNK,), compressors=None,
-            fill_value=0, overwrite=True)}
+            fill_value=0, overwrite=True, config=_WRITE_EVERY_CHUNK)}
         for name, dtype in _ROWS.items():
             self._arrays[name] = self._group.create_array(
                 name, shape=(0,), dtype=dtype, chunks=(INDEX_CHUNK_ROWS,),
-                compressors=[ZstdCodec(level=1)], fill_value=0, overwrite=True)
+                compressors=[ZstdCodec(level=1)], fill_value=0, overwrite=True,
+                config=_WRITE_EVERY_CHUNK)
 
     # ---- reading -------------------------------------------------------------------------
     def _read_one(self, key):
