@@ -3,6 +3,7 @@ encodings; typed errors, with the store unchanged, for every kind of bad value."
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 
 import numpy as np
@@ -112,6 +113,21 @@ def test_plain_library_reads_the_encoded_layout(encoded_name, new_store_path):
 
 
 @pytest.mark.timeout(60)
+def test_images_far_apart_read_back_as_bytes_in_the_order_asked(encoded_name, new_store_path):
+    """A read that skips over more than a chunk of other images (flat layouts read such
+    images separately) gives the same bytes objects, in order, as a dense one."""
+    encoding = backend_class(encoded_name).capabilities.encodings[0]
+    rng = np.random.default_rng(11)
+    signature = SIGNATURES[encoding]
+    datas = [signature + rng.bytes(size) + b"\x00" for size in (5, int(1.2 * MIB), 7)]
+    with open_store(new_store_path(), encoded_name, "w", encoding=encoding) as store:
+        store.write_many(datas, [4, 5, 6])
+        got, labels = store.read_many([2, 0])
+    assert [type(data) for data in got] == [bytes, bytes]
+    assert got == [datas[2], datas[0]] and list(labels) == [6, 4]
+
+
+@pytest.mark.timeout(60)
 def test_damaged_bytes_read_as_corrupt_never_as_another_image(encoded_name, new_store_path):
     if BACKENDS[encoded_name].reference:
         pytest.skip(f"{encoded_name} is a reference: it stores no checksums")
@@ -163,6 +179,64 @@ def test_a_leveldb_value_changed_beneath_leveldbs_checks_fails_its_crc(new_store
         for key in (0, 1):
             with pytest.raises(CorruptStoreError, match=f"id {key} .* CRC"):
                 store.read_one(key)
+
+
+@pytest.mark.timeout(60)
+def test_a_zarr_write_cut_before_its_commit_record_leaves_what_was_committed(
+        new_store_path, monkeypatch):
+    from storage.formats.zarr import FileStore
+    path = new_store_path()
+    with open_store(path, "zarr", "w", encoding="jpeg") as store:
+        store.write_many([JPEG + b"a", JPEG + b"b"], [1, 2])
+        store.write_one(0, JPEG + b"A\x00", 3, overwrite=True)  # appends a newer row
+    real_set = FileStore.set
+
+    async def cut_at_the_commit_record(self, key, value):
+        if key == "zarr.json":  # the group's metadata holds the commit record
+            raise OSError(errno.EIO, "cut")
+        await real_set(self, key, value)
+
+    monkeypatch.setattr(FileStore, "set", cut_at_the_commit_record)
+    with open_store(path, mode="a") as store:
+        with pytest.raises(OSError, match="cut"):
+            store.write_many([JPEG + b"lost" * 1000, JPEG + b"too"], [8, 9])
+    monkeypatch.undo()
+    expected = {0: (JPEG + b"A\x00", 3), 1: (JPEG + b"b", 2)}
+    with open_store(path, mode="a") as store:
+        check_store(store, expected)
+        store.write_many([JPEG + b"c"], [4])  # over the cut write's leftover bytes and rows
+    with open_store(path) as store:
+        check_store(store, {**expected, 2: (JPEG + b"c", 4)})
+
+
+@pytest.mark.timeout(60)
+def test_damaged_zarr_chunks_and_metadata_are_corrupt_for_readers_and_writers(new_store_path):
+    def damaged(target: str, truncate: bool):
+        path = new_store_path()
+        with open_store(path, "zarr", "w", encoding="png") as store:
+            store.write_many([PNG + bytes([i]) * 100 for i in range(5)], range(5))
+        file = path / "data.zarr" / target
+        if truncate:
+            file.write_bytes(file.read_bytes()[:-50])
+        else:
+            file.unlink()
+        return path
+
+    path = damaged("bytes/c/0", truncate=True)  # the chunk a next write extends
+    for mode in ("r", "a"):
+        with open_store(path, mode=mode) as store:
+            with pytest.raises(CorruptStoreError):
+                store.read_many([0])
+            if mode == "a":
+                with pytest.raises(CorruptStoreError):
+                    store.write_many([PNG], [0])
+    with open_store(path) as store:
+        assert len(store) == 5  # the failed write left nothing
+    for target, truncate in (("crcs/c/0", True), ("zarr.json", False)):  # zstd; the group
+        path = damaged(target, truncate)
+        for mode in ("r", "a"):
+            with pytest.raises(CorruptStoreError):
+                open_store(path, mode=mode)
 
 
 @pytest.fixture

@@ -58,10 +58,13 @@ def buffer_checksum(key: int, label: int, buffer) -> int:
 
 def verify_checksums(ids, labels, images, stored: np.ndarray, where: str) -> None:
     """Raise CorruptStoreError naming the ids whose image, label or id fail their checksum."""
-    differ = image_checksums(ids, labels, images) != stored
-    if differ.any():
-        bad = np.flatnonzero(differ)
-        shown = ", ".join(str(int(key)) for key in ids[bad[:5]])
+    raise_on_failed_checksums(ids, image_checksums(ids, labels, images) != stored, where)
+
+
+def raise_on_failed_checksums(ids: np.ndarray, failed: np.ndarray, where: str) -> None:
+    """CorruptStoreError naming the ids whose checksum ``failed`` (a bool array), if any."""
+    if failed.any():
+        shown = ", ".join(str(int(key)) for key in ids[failed][:5])
         raise CorruptStoreError(
             f"image(s) {shown} in {where} fail their checksum; the store is damaged "
             "(restore it from a copy, or rewrite those images with overwrite=True)")

@@ -31,7 +31,8 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from storage.core.capabilities import Capabilities
-from storage.core.checksums import bytes_checksums
+from storage.core.checksums import bytes_checksums, raise_on_failed_checksums
+from storage.core.flat_bytes import slice_values
 from storage.errors import CorruptStoreError
 from storage.formats.arrow import ArrowBackend
 from storage.formats.parquet import ParquetBackend
@@ -141,16 +142,13 @@ class EncodedParts:
             if len(starts) != self._block_sizes[block] + 1:
                 raise CorruptStoreError(f"a block of {self._where()} holds {len(starts) - 1} "
                                         "images, not what its index says; it is damaged")
-            local = (rows[group] - self._block_starts[block]).tolist()
-            for position, row in zip(group.tolist(), local):
-                datas[position] = bytes(view[starts[row]:starts[row + 1]])
+            local = rows[group] - self._block_starts[block]
+            values = slice_values(view, starts[local], starts[local + 1] - starts[local])
+            for position, data in zip(group.tolist(), values):
+                datas[position] = data
         labels = self._labels[rows]
         bad = bytes_checksums(ids, labels, datas) != self._checksums[rows]
-        if bad.any():
-            shown = ", ".join(str(int(key)) for key in ids[bad][:5])
-            raise CorruptStoreError(
-                f"image(s) {shown} in {self._where()} fail their checksum; the store is "
-                "damaged (restore it from a copy, or rewrite them with overwrite=True)")
+        raise_on_failed_checksums(ids, bad, self._where())
         return datas, labels
 
 

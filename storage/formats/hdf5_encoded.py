@@ -33,11 +33,12 @@ import h5py
 import numpy as np
 
 from storage.core.capabilities import Capabilities
-from storage.core.checksums import bytes_checksums
+from storage.core.checksums import bytes_checksums, raise_on_failed_checksums
+from storage.core.flat_bytes import read_in_runs
 from storage.core.row_index import RowIndex
 from storage.core.files import storage_looks_full
 from storage.errors import CorruptStoreError, StorageFullError
-from storage.formats.hdf5 import (_H5PY_ERRORS, _ROOM, _SPAN_FACTOR, FILE, Hdf5Backend,
+from storage.formats.hdf5 import (_H5PY_ERRORS, _ROOM, FILE, Hdf5Backend,
                                   _write_new_file, create_row_datasets)
 
 _BYTE_CHUNK = 256 * 1024
@@ -170,22 +171,13 @@ class EncodedHdf5Backend(Hdf5Backend):
             rows = self._index.rows(ids)[0]
             datas, labels = self._reading(self._read_values, rows), self._labels[rows]
             bad = bytes_checksums(ids, labels, datas) != self._checksums[rows]
-        if bad.any():
-            shown = ", ".join(str(int(key)) for key in ids[bad][:5])
-            raise CorruptStoreError(
-                f"image(s) {shown} in {self._where()} fail their checksum; the store is "
-                "damaged (restore it from a copy, or rewrite them with overwrite=True)")
+        raise_on_failed_checksums(ids, bad, self._where())
         return datas, labels
 
     def _read_values(self, rows) -> list[bytes]:
-        starts, lengths = self._starts[rows], self._lengths[rows]
-        low, high = int(starts.min()), int((starts + lengths).max())
-        if high - low <= _SPAN_FACTOR * int(lengths.sum()) + _BYTE_CHUNK:
-            span = memoryview(self._read_bytes(low, high))
-            return [bytes(span[start - low:start - low + length])
-                    for start, length in zip(starts.tolist(), lengths.tolist())]
-        return [self._read_bytes(start, start + length)
-                for start, length in zip(starts.tolist(), lengths.tolist())]
+        # Runs of images closer than a chunk: HDF5 reads whole chunks anyway.
+        return read_in_runs(self._read_bytes, self._starts[rows], self._lengths[rows],
+                            _BYTE_CHUNK)
 
     def _read_bytes(self, start: int, stop: int) -> bytes:
         # The low-level read skips h5py's slicing machinery, several times the read itself.

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import numpy as np
 
 from storage.core.capabilities import Capabilities
-from storage.core.checksums import bytes_checksums
+from storage.core.checksums import bytes_checksums, raise_on_failed_checksums
 from storage.errors import CorruptStoreError
 from storage.formats.sqlite import FILE, SqliteBackend, _one_at_a_time, _queries
 
@@ -114,9 +114,5 @@ class EncodedSqliteBackend(SqliteBackend):
         labels = np.fromiter((row[1] for row in rows), np.int64, len(rows))
         stored = np.fromiter((row[2] for row in rows), np.int64, len(rows)).view(np.uint64)
         bad = bytes_checksums(ids, labels, [row[0] for row in rows]) != stored
-        if bad.any():
-            shown = ", ".join(str(int(key)) for key in ids[bad][:5])
-            raise CorruptStoreError(
-                f"image(s) {shown} in {self._where()} fail their checksum; the store is "
-                "damaged (restore it from a copy, or rewrite them with overwrite=True)")
+        raise_on_failed_checksums(ids, bad, self._where())
         return labels

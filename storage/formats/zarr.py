@@ -53,9 +53,10 @@ CHUNK_BYTES = 768 * 1024  # 256 CIFAR images
 CHUNKS_PER_SHARD = 64
 INDEX_CHUNK_ROWS = 65536
 _COLUMNS = {"labels": np.int64, "checksums": np.uint64, "ids": np.int64}
-# What zarr-python raises on damaged metadata or chunks (its own errors are ValueErrors).
+# What zarr-python raises on damaged metadata or chunks (its own errors are ValueErrors;
+# numcodecs' decompressors raise RuntimeError).
 _ZARR_ERRORS = (ValueError, KeyError, TypeError, IndexError, OSError, AttributeError,
-                json.JSONDecodeError, zarr.errors.BaseZarrError)
+                RuntimeError, json.JSONDecodeError, zarr.errors.BaseZarrError)
 
 
 def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
@@ -74,7 +75,8 @@ def chunk_rows_for(image_shape) -> int:
 
 class ZarrBackend(Backend):
     name = "zarr"
-    capabilities = Capabilities(overwrite=True, write_one=True)
+    capabilities = Capabilities(overwrite=True, write_one=True, encodings=("jpeg", "png"))
+    encoded_variant = "storage.formats.zarr_encoded:EncodedZarrBackend"
     facts = FormatFacts(
         plain_reader=read_plainly,
         atomic_batches=True,  # rows count from the commit record's one update
@@ -107,7 +109,7 @@ class ZarrBackend(Backend):
         """Open the group and load the index; a writer first repairs what a kill left."""
         root = self.path / GROUP
         exists = (root / "zarr.json").exists()
-        if not exists and self._read_marker_shape() is not None:
+        if not exists and (self._read_marker_shape() is not None or _holds_arrays(root)):
             raise CorruptStoreError(f"the zarr store at '{self.path}' holds images but has no "
                                     f"{GROUP}/zarr.json; it is damaged: restore it from a copy")
         if self.mode != "r":
@@ -276,6 +278,12 @@ def _replace_file(path: Path, content, durable: bool) -> None:
     if durable:
         for directory in {path.parent, *(parent.parent for parent in created)}:
             fsync_directory(directory)
+
+
+def _holds_arrays(root: Path) -> bool:
+    """Whether the group holds arrays: a creation cut short leaves none (an encoded
+    store's marker records no shape, so this is what tells its loss from that)."""
+    return root.is_dir() and any(entry.is_dir() for entry in root.iterdir())
 
 
 def _remove_partial_files(root) -> None:

@@ -97,7 +97,7 @@ def _error_arguments(case, converted, tmp_path):
         "bad scheduler": ("convert", source, out, "--format", "lmdb", "--shards", "2",
                           "--scheduler", "not-an-address"),
         "unreadable image": ("convert", tmp_path / "folder", out, "--format", "lmdb"),
-        "encoded": ("convert", source, out, "--format", "zarr", "--encoded", "jpeg"),
+        "encoded": ("convert", source, out, "--format", "raw", "--encoded", "jpeg"),
         "not a store": ("verify", tmp_path),
     }[case]
 

@@ -113,7 +113,7 @@ def test_what_cannot_be_encoded_is_one_line_and_leaves_nothing(case, pixel_sourc
     if case == "jpeg of 4 channels":
         source = tmp_path / "rgba"
         make_store(source, 3, backend="png", shape=(4, 4, 4))
-    format_, encoded = {"format without jpeg": ("zarr", "jpeg"),
+    format_, encoded = {"format without jpeg": ("raw", "jpeg"),
                         "keep from pixels": ("lmdb", "keep"),
                         "jpeg of 4 channels": ("lmdb", "jpeg"),
                         "pixels into raw-blob": ("raw-blob", "none")}[case]

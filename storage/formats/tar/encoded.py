@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from storage.core.capabilities import Capabilities
-from storage.core.checksums import bytes_checksums
+from storage.core.checksums import bytes_checksums, raise_on_failed_checksums
 from storage.errors import CorruptStoreError, UnsupportedOperationError
 from storage.formats.tar.backend import _ID, _OFFSET, _SIZE, TarBackend, _Shard
 from storage.formats.tar.layout import (BLOCK, LABEL_BYTES, MAX_MEMBER_BYTES, label_members,
@@ -117,11 +117,7 @@ class EncodedTarBackend(TarBackend):
                 datas[position] = data
         labels = committed.labels[positions]
         bad = bytes_checksums(ids, labels, datas) != committed.checksums[positions].view(np.uint64)
-        if bad.any():
-            shown = ", ".join(str(int(key)) for key in ids[bad][:5])
-            raise CorruptStoreError(
-                f"image(s) {shown} in the tar store at '{self.path}' fail their checksum; the "
-                "store is damaged (rewrite them with overwrite=True, or restore it from a copy)")
+        raise_on_failed_checksums(ids, bad, f"the tar store at '{self.path}'")
         return datas, labels
 
     def _read_values(self, shard: _Shard, offsets: np.ndarray, sizes: np.ndarray) -> list[bytes]:
