@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 import h5py
 import numpy as np
@@ -41,6 +42,7 @@ from storage.formats.hdf5 import (_H5PY_ERRORS, _ROOM, _SPAN_FACTOR, FILE, Hdf5B
                                   _write_new_file, create_row_datasets)
 
 _BYTE_CHUNK = 256 * 1024
+_PAGE = 4096  # what a disk writes whole: a power cut keeps all of a page or none of it
 _ROWS = ("starts", "lengths", "labels", "checksums")  # written and flushed before "ids"
 
 
@@ -67,6 +69,11 @@ class EncodedHdf5Backend(Hdf5Backend):
                                 crash_points=(("hdf5-after-flush", 1), ("hdf5-before-flush", 2)),
                                 syscall_kills=(5, 80))
     encoded_variant = None
+    # Paged file space: no metadata block crosses a 4 KiB page, so the object headers
+    # rewritten in place at every batch (each dataset's size) are written whole or not
+    # at all by a power cut. Unpaged, /ids's header straddled a page boundary, and a
+    # cut that kept one half of its rewrite left a file that no longer opened.
+    _creation = {"fs_strategy": "page", "fs_page_size": _PAGE}
 
     def _load_index(self) -> None:
         empty = np.zeros(0, np.int64)
@@ -110,7 +117,8 @@ class EncodedHdf5Backend(Hdf5Backend):
         flat = np.frombuffer(b"".join(datas), np.uint8)
         if "ids" not in self._file:
             _write_new_file(self._file_path, functools.partial(
-                _create_datasets, flat, ids, starts, lengths, labels, checksums), self.durable)
+                _create_datasets, flat, ids, starts, lengths, labels, checksums), self.durable,
+                **self._creation)
             self._file.close()
             self._file = self._open_file()
             self._load_index()
@@ -139,6 +147,8 @@ class EncodedHdf5Backend(Hdf5Backend):
                     dataset.resize(stop, axis=0)
                 dataset[first:stop] = column[new]
             self._file.flush()  # the rows reach the file before the ids that commit them
+            if self.durable:  # and the disk: a power loss may reorder unsynced writes
+                os.fsync(self._file.id.get_vfd_handle())
             self._dataset("ids").resize(stop, axis=0)
             self._dataset("ids")[first:stop] = ids[new]
         self._file.flush()
