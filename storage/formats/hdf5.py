@@ -46,6 +46,7 @@ import struct
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import h5py
 import imagecodecs
@@ -115,6 +116,9 @@ class Hdf5Backend(Backend):
             "that fails to open (CorruptStoreError)")),
     )
 
+    # h5py's file-creation keywords for a new images.h5 (the encoded layout pages it).
+    _creation: ClassVar[dict] = {}
+
     def _open(self, create: bool) -> None:
         self._file_path = self.path / FILE
         self._shared = None
@@ -127,7 +131,7 @@ class Hdf5Backend(Backend):
         unfinished = not self._file_path.exists() and self._read_marker_shape() is None
         try:
             if create or (unfinished and self.mode != "r"):
-                _write_new_file(self._file_path, None, self.durable)
+                _write_new_file(self._file_path, None, self.durable, **self._creation)
             self._file = None if unfinished and self.mode == "r" else self._open_file()
         except BaseException:
             self._release_writer_lock()
@@ -464,14 +468,15 @@ def create_row_datasets(file: h5py.File, **rows) -> None:
         file.create_dataset(name, data=values, maxshape=(None,), chunks=(16384,))
 
 
-def _write_new_file(path, fill, durable: bool) -> None:
+def _write_new_file(path, fill, durable: bool, **creation) -> None:
     """Write a complete file beside ``path`` and rename it into place: never half a file.
 
     ``fill(file)`` creates the datasets of a first batch; None leaves the file empty.
+    ``creation``: h5py's file-creation keywords (``fs_strategy``, ...).
     """
     new_path = _new_file_path(path)
     try:
-        file = h5py.File(new_path, "w", libver=_LIBVER, locking=False)
+        file = h5py.File(new_path, "w", libver=_LIBVER, locking=False, **creation)
         try:
             if fill is not None:
                 fill(file)

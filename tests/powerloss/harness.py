@@ -35,14 +35,16 @@ class Recording:
 
 
 def record(workdir: Path, backend: str, durable: bool, seed: int, plan: list[Call],
-           freeze_after: int | None = None) -> Recording:
+           freeze_after: int | None = None, encoding: str | None = None) -> Recording:
+    """The writer's run of ``plan`` (of encoded images with ``encoding``), journaled."""
     workdir.mkdir(parents=True, exist_ok=True)
     plan_file = workdir / "plan.json"
     plan_file.write_text(json.dumps([call.as_json() for call in plan]))
     with mounted(workdir, freeze_after=freeze_after) as mount:
         done = subprocess.run(
             [sys.executable, "-m", "tests.powerloss.writer", str(mount.point), backend,
-             "1" if durable else "0", str(seed), str(plan_file)],
+             "1" if durable else "0", str(seed), str(plan_file),
+             *([encoding] if encoding else [])],
             cwd=REPO, env=daemon_env(), capture_output=True, text=True, timeout=_WRITER_TIMEOUT)
     return Recording(mount.records(), done.returncode, done.stderr)
 

@@ -5,8 +5,8 @@
 For each state a child opens the store read-only, then (in another process)
 for appending, which repairs what a writer repairs, and reports: the open's outcome (``ok``, the
 typed error's class, or ``untyped:<class>``), which required ids are missing or
-unreadable, and any id whose pixels or label differ from what was written. A
-child that crashes or hangs is reported as such.
+unreadable, and any id whose pixels (or encoded bytes) or label differ from what
+was written. A child that crashes or hangs is reported as such.
 """
 from __future__ import annotations
 
@@ -69,9 +69,17 @@ def _check_one(store, seed: int, key: int, result: dict) -> None:
     except StoreError:
         result["unreadable"].append(key)
         return
-    expected_images, expected_labels = batch_for(seed, [key])
-    if not (np.array_equal(image, expected_images[0]) and label == expected_labels[0]):
+    expected_images, expected_labels = batch_for(seed, [key], store.encoding)
+    if _differ([image], expected_images)[0] or label != expected_labels[0]:
         result["wrong"].append(key)
+
+
+def _differ(images, expected) -> np.ndarray:
+    """Per image: whether it differs from the expected pixels, or bytes (a list)."""
+    if isinstance(expected, list):
+        return np.array([not (isinstance(image, bytes) and image == want)
+                         for image, want in zip(images, expected)])
+    return (images != expected).reshape(len(expected), -1).any(axis=1)
 
 
 def _check_all(store, seed: int, keys: list[int], result: dict) -> None:
@@ -87,8 +95,8 @@ def _check_all(store, seed: int, keys: list[int], result: dict) -> None:
         for key in keys:
             _check_one(store, seed, key, result)
         return
-    expected_images, expected_labels = batch_for(seed, keys)
-    differ = (images != expected_images).reshape(len(keys), -1).any(axis=1)
+    expected_images, expected_labels = batch_for(seed, keys, store.encoding)
+    differ = _differ(images, expected_images)
     result["wrong"] += [keys[i] for i in np.flatnonzero(differ | (labels != expected_labels))]
     for key in sorted(set(keys[-_ONE_BY_ONE:] + keys[:1])):
         _check_one(store, seed, key, result)

@@ -1,6 +1,6 @@
 """The writer child: runs a plan of calls on a store on the journaling mount.
 
-``python -m tests.powerloss.writer MOUNT BACKEND DURABLE SEED PLAN_JSON``
+``python -m tests.powerloss.writer MOUNT BACKEND DURABLE SEED PLAN_JSON [ENCODING]``
 
 After each call returns it adds the mark ``returned <n>`` to the journal (and
 ``opened`` / ``closed``), so that the journal says which calls a cut came after.
@@ -52,12 +52,14 @@ def mark(mount: str, text: str) -> None:
     os.setxattr(mount, "user.powerloss.mark", text.encode())
 
 
-def run(mount: str, backend: str, durable: bool, seed: int, plan: list[Call]) -> None:
+def run(mount: str, backend: str, durable: bool, seed: int, plan: list[Call],
+        encoding: str | None = None) -> None:
     report_syncs_to(mount)
-    store = storage.open_store(Path(mount) / STORE, backend, mode="w", durable=durable)
+    store = storage.open_store(Path(mount) / STORE, backend, mode="w", durable=durable,
+                               encoding=encoding)
     mark(mount, "opened")
     for number, call in enumerate(plan):
-        images, labels = batch_for(seed, call.ids)
+        images, labels = batch_for(seed, call.ids, encoding)
         if call.kind == "many":
             store.write_many(images, labels, ids=list(call.ids))
         else:
@@ -68,10 +70,10 @@ def run(mount: str, backend: str, durable: bool, seed: int, plan: list[Call]) ->
 
 
 def main(argv: list[str]) -> int:
-    mount, backend, durable, seed, plan_file = argv
+    mount, backend, durable, seed, plan_file, *encoding = argv
     plan = [Call.from_json(call) for call in json.loads(Path(plan_file).read_text())]
     try:
-        run(mount, backend, durable == "1", int(seed), plan)
+        run(mount, backend, durable == "1", int(seed), plan, *encoding)
     except Exception as error:  # the power went off under the writer: EIO, typed or not
         print(f"writer stopped: {type(error).__name__}: {error}", file=sys.stderr)
         return 3

@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 
 from storage.core.facts import FormatFacts, missing_fact
-from storage.registry import backend_class
+from storage.registry import backend_class, our_backends
 from tests.reliability.scenario import REPO, child_command, child_env
 
 KILLED = -9  # what Popen.returncode says of a child killed with SIGKILL
@@ -24,22 +24,43 @@ TALLY: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
 PENDING: list[list] = []
 
 
-def facts_of(backend: str) -> FormatFacts:
-    """What the format declares it guarantees (see storage.core.facts)."""
-    return backend_class(backend).facts
+def facts_of(backend: str, encoding: str | None = None) -> FormatFacts:
+    """What the format declares it guarantees (see storage.core.facts), for its stores of
+    arrays or, with ``encoding``, its layout of encoded images (``encoded_variant``)."""
+    return backend_class(backend).class_for(encoding).facts
 
 
-def required_fact(backend: str, fact: str):
+def required_fact(backend: str, fact: str, encoding: str | None = None):
     """The declared fact, or a skip naming it when the format leaves it undeclared."""
-    value = getattr(facts_of(backend), fact)
+    value = getattr(facts_of(backend, encoding), fact)
     if value is None:
         pytest.skip(missing_fact(backend, fact))
     return value
 
 
-def data_file_and_calls(backend: str) -> tuple[str, str]:
+def data_file_and_calls(backend: str, encoding: str | None = None) -> tuple[str, str]:
     """The file strace watches for ``backend``, and the system calls that write it."""
-    return required_fact(backend, "data_file"), required_fact(backend, "write_calls")
+    return (required_fact(backend, "data_file", encoding),
+            required_fact(backend, "write_calls", encoding))
+
+
+def encoded_modes() -> list:
+    """(backend, encoding) for each recommended format that holds encoded images, as
+    params named ``backend-encoding``; the formats take their encodings in turn, so
+    that both signatures are written across the formats."""
+    modes, turn = [], 0
+    for name in our_backends():
+        encodings = backend_class(name).capabilities.encodings
+        if encodings:
+            encoding = encodings[turn % len(encodings)]
+            modes.append(pytest.param(name, encoding, id=f"{name}-{encoding}"))
+            turn += 1
+    return modes
+
+
+def encoding_options(encoding: str | None) -> tuple[str, ...]:
+    """The writer's and filler's options for a store of ``encoding`` (None: arrays)."""
+    return ("--encoding", encoding) if encoding else ()
 
 
 @functools.cache
@@ -59,9 +80,10 @@ needs_strace = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def tallied(fault: str, backend: str):
-    """Count one injected fault for the closing table; survived if the block passes."""
-    entry = [fault, backend, False]
+def tallied(fault: str, backend: str, encoding: str | None = None):
+    """Count one injected fault for the closing table; survived if the block passes.
+    Faults in stores of encoded images have rows of their own."""
+    entry = [f"{fault} (encoded)" if encoding else fault, backend, False]
     PENDING.append(entry)
     yield
     entry[2] = True

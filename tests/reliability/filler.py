@@ -1,7 +1,7 @@
 """A writer that runs into a full disk: RLIMIT_FSIZE, or ENOSPC injected into a write.
 
     python -m tests.reliability.filler PATH BACKEND BATCH (--limit BYTES | --writes N)
-                                       [--enospc-at N]
+                                       [--enospc-at N] [--encoding jpeg|png]
 
 The store at PATH exists. It appends batches of BATCH images (write_one when
 BATCH is 1) until a write fails, or for N writes with ``--writes`` (where strace
@@ -11,6 +11,7 @@ past BYTES fail with EFBIG. After the first failure it reads back everything
 committed through the same store object, tries one more write, closes the
 store, lifts the limit, opens the store again and writes one more batch. It
 prints a JSON summary of what each step raised and which ids it committed.
+``--encoding``: the store holds encoded images, and the batches are bytes.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def main(argv) -> int:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--writes", type=int, default=10_000)
     parser.add_argument("--enospc-at", type=int)
+    parser.add_argument("--encoding")
     args = parser.parse_args(argv)
     hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
     if args.limit:
@@ -71,7 +73,7 @@ def main(argv) -> int:
     next_id = int(store.ids().max()) + 1
 
     def write(keys):
-        images, labels = batch_for(keys)
+        images, labels = batch_for(keys, encoding=args.encoding)
         if len(keys) == 1:
             store.write_one(int(keys[0]), images[0], int(labels[0]))
         else:
@@ -95,7 +97,8 @@ def main(argv) -> int:
 
     def reopen_and_write():
         with open_store(args.path, args.backend, mode="a") as again:
-            again.write_many(*batch_for(range(10**6, 10**6 + 3)), ids=range(10**6, 10**6 + 3))
+            again.write_many(*batch_for(range(10**6, 10**6 + 3), encoding=args.encoding),
+                             ids=range(10**6, 10**6 + 3))
 
     summary["reopen"] = error_name(reopen_and_write)
     print(json.dumps(summary))

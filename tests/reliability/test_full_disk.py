@@ -4,6 +4,8 @@ The ``filler`` child writes until a write fails: past a soft RLIMIT_FSIZE (with
 SIGXFSZ ignored), or where ENOSPC is injected into one write system call
 (strace) or one ``os.write`` (PNG's writes go through it). It then reads back
 through the same store object, tries again, closes, and opens the store anew.
+The file-size limit is also reached in every format's layout of encoded images
+(``encoded_modes``), by batches, at the limit its encoded layout declares.
 """
 from __future__ import annotations
 
@@ -11,22 +13,25 @@ import json
 
 import pytest
 
-from tests.reliability.faults import (data_file_and_calls, facts_of, needs_strace,
-                                      required_fact, tallied)
+from tests.reliability.faults import (data_file_and_calls, encoded_modes, encoding_options,
+                                      facts_of, needs_strace, required_fact, tallied)
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill, run_child
 
 FULL = "StorageFullError"
 
 
-def fill_until_full(path, backend: str, batch: int, *options, prefix=()) -> dict:
-    fill(path, backend, range(50))
-    result = run_child("filler", path, backend, batch, *options, timeout=120, prefix=prefix)
+def fill_until_full(path, backend: str, batch: int, *options, prefix=(),
+                    encoding: str | None = None) -> dict:
+    fill(path, backend, range(50), encoding=encoding)
+    result = run_child("filler", path, backend, batch, *options, *encoding_options(encoding),
+                       timeout=120, prefix=prefix)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def check_after_failure(path, backend: str, summary: dict, faults: int = 1) -> None:
+def check_after_failure(path, backend: str, summary: dict, faults: int = 1,
+                        encoding: str | None = None) -> None:
     """The failure was typed, and the store holds what was committed, as it should.
 
     ``faults``: how many write calls may fail; after more than one, the reopened
@@ -46,7 +51,7 @@ def check_after_failure(path, backend: str, summary: dict, faults: int = 1) -> N
         committed.update(dict.fromkeys(range(10**6, 10**6 + 3), 0))
     failed = summary["failed"] or []
     held = assert_holds(path, committed, {key: {0} for key in failed})
-    if facts_of(backend).atomic_batches:  # the failed batch is all there or not at all
+    if facts_of(backend, encoding).atomic_batches:  # the failed batch is all there or none
         assert len({key in held for key in failed}) <= 1
     assert_accepts_writes(path, backend)
 
@@ -60,6 +65,17 @@ def test_file_size_limit(backend_name, new_store_path, batch):
     with tallied("full disk: RLIMIT_FSIZE", backend_name):
         assert summary["failed"], "the limit was never reached"
         check_after_failure(path, backend_name, summary)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend, encoding", encoded_modes())
+def test_file_size_limit_of_encoded_images(new_store_path, backend, encoding):
+    limit = required_fact(backend, "file_size_limit", encoding)
+    path = new_store_path()
+    summary = fill_until_full(path, backend, 64, "--limit", limit, encoding=encoding)
+    with tallied("full disk: RLIMIT_FSIZE", backend, encoding):
+        assert summary["failed"], "the limit was never reached"
+        check_after_failure(path, backend, summary, encoding=encoding)
 
 
 @needs_strace

@@ -5,6 +5,12 @@ write path, and (with strace) at the N-th write system call to the store's data
 file. After each, every acknowledged image and label must read back
 byte-identical, nothing else may appear but the write that was cut short, and
 the store must take new writes.
+
+The overwrites, crash points and system calls run again on every format's layout
+of encoded images (``encoding=``, ``encoded_modes``), with fewer kills: one seed,
+and the crash points and system calls its encoded layout declares (the ``facts``
+of its ``encoded_variant``). Random moments stay with the array layouts; the
+system-call kills reach an encoded layout's moments instead.
 """
 from __future__ import annotations
 
@@ -15,15 +21,16 @@ import numpy as np
 import pytest
 
 from storage.registry import our_backends
-from tests.reliability.faults import (KILLED, WriterSession, data_file_and_calls, facts_of,
-                                      needs_strace, required_fact, tallied)
+from tests.reliability.faults import (KILLED, WriterSession, data_file_and_calls,
+                                      encoded_modes, encoding_options, facts_of, needs_strace,
+                                      required_fact, tallied)
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill
 
 
 def check_after_kill(path, backend: str, session: WriterSession, before=None,
-                     overwrite: bool = False) -> dict[int, int]:
+                     overwrite: bool = False, encoding: str | None = None) -> dict[int, int]:
     """What the store holds after ``session`` was killed; asserts it lost nothing."""
-    facts = facts_of(backend)
+    facts = facts_of(backend, encoding)
     in_flight = session.in_flight()
     torn = set(in_flight) if overwrite and facts.torn_overwrites else set()
     held = assert_holds(path, session.committed(before), in_flight, torn)
@@ -52,22 +59,33 @@ def test_killed_at_random_moments(backend_name, new_store_path, seed):
     assert_accepts_writes(path, backend_name)
 
 
+def kill_while_overwriting(path, backend: str, seed: int, encoding: str | None = None) -> None:
+    """Overwrites cut short leave each image old, new, or (HDF5 only) reported as torn."""
+    rng = np.random.default_rng(seed)
+    fill(path, backend, range(300), encoding=encoding)
+    session = WriterSession(path, backend, seed, 1000, "--overwrite", 0, 300,
+                            *encoding_options(encoding))
+    session.kill_after(int(rng.integers(1, 15)), float(rng.uniform(0, 0.005)))
+    assert session.process.returncode == KILLED, session.stderr
+    with tallied("SIGKILL while overwriting", backend, encoding):
+        check_after_kill(path, backend, session, dict.fromkeys(range(300), 0),
+                         overwrite=True, encoding=encoding)
+        if facts_of(backend, encoding).torn_overwrites:  # rewriting torn images repairs them
+            fill(path, backend, range(300), version=7, encoding=encoding)
+            assert_holds(path, dict.fromkeys(range(300), 7))
+        assert_accepts_writes(path, backend)
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("seed", [21, 22])
 def test_killed_while_overwriting(backend_name, new_store_path, seed):
-    """Overwrites cut short leave each image old, new, or (HDF5 only) reported as torn."""
-    path, rng = new_store_path(), np.random.default_rng(seed)
-    fill(path, backend_name, range(300))
-    session = WriterSession(path, backend_name, seed, 1000, "--overwrite", 0, 300)
-    session.kill_after(int(rng.integers(1, 15)), float(rng.uniform(0, 0.005)))
-    assert session.process.returncode == KILLED, session.stderr
-    with tallied("SIGKILL while overwriting", backend_name):
-        check_after_kill(path, backend_name, session, dict.fromkeys(range(300), 0),
-                         overwrite=True)
-        if facts_of(backend_name).torn_overwrites:  # rewriting torn images repairs them
-            fill(path, backend_name, range(300), version=7)
-            assert_holds(path, dict.fromkeys(range(300), 7))
-        assert_accepts_writes(path, backend_name)
+    kill_while_overwriting(new_store_path(), backend_name, seed)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend, encoding", encoded_modes())
+def test_encoded_killed_while_overwriting(new_store_path, backend, encoding):
+    kill_while_overwriting(new_store_path(), backend, 23, encoding)
 
 
 # ---- named points inside the write path --------------------------------------------------------
@@ -77,24 +95,33 @@ COMMON_POINTS = (("after-commit", 2), ("while-creating", 1))
 NEW_STORE_POINTS = {"while-creating", "before-rename"}  # reached only when creating a store
 
 
+# An encoded layout is tried at its own points only (facts.crash_points of its class).
+
+
 def crash_points() -> list:
-    return [pytest.param(backend, point, nth, id=f"{backend}-{point}-{nth}")
-            for backend in our_backends()
-            for point, nth in COMMON_POINTS + facts_of(backend).crash_points]
+    arrays = [pytest.param(backend, None, point, nth, id=f"{backend}-{point}-{nth}")
+              for backend in our_backends()
+              for point, nth in COMMON_POINTS + facts_of(backend).crash_points]
+    encoded = [pytest.param(backend, encoding, point, nth,
+                            id=f"{backend}-{encoding}-{point}-{nth}")
+               for backend, encoding in (mode.values for mode in encoded_modes())
+               for point, nth in facts_of(backend, encoding).crash_points]
+    return arrays + encoded
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("backend, point, nth", crash_points())
-def test_killed_at_a_crash_point(new_store_path, backend, point, nth):
+@pytest.mark.parametrize("backend, encoding, point, nth", crash_points())
+def test_killed_at_a_crash_point(new_store_path, backend, encoding, point, nth):
     path = new_store_path()
     before = {}
     if point not in NEW_STORE_POINTS:
-        fill(path, backend, range(50))
+        fill(path, backend, range(50), encoding=encoding)
         before = dict.fromkeys(range(50), 0)
-    session = WriterSession(path, backend, 5, 12, "--crash", f"{point}:{nth}")
+    session = WriterSession(path, backend, 5, 12, "--crash", f"{point}:{nth}",
+                            *encoding_options(encoding))
     assert session.finish() == KILLED, f"{point}:{nth} was never reached\n{session.stderr}"
-    with tallied("SIGKILL at a named crash point", backend):
-        check_after_kill(path, backend, session, before)
+    with tallied("SIGKILL at a named crash point", backend, encoding):
+        check_after_kill(path, backend, session, before, encoding=encoding)
         assert_accepts_writes(path, backend)
 
 
@@ -102,21 +129,20 @@ def test_killed_at_a_crash_point(new_store_path, backend, point, nth):
 # Which calls to kill at: about as many as the writer makes (facts.syscall_kills).
 
 
-@needs_strace
-@pytest.mark.timeout(180)
-def test_killed_at_write_system_calls(backend_name, tmp_path):
+def kill_at_write_system_calls(tmp_path, backend: str, encoding: str | None = None) -> None:
     """strace delivers SIGKILL as the N-th write to the data file begins."""
-    data_file, calls = data_file_and_calls(backend_name)
-    kill_points = required_fact(backend_name, "syscall_kills")
+    data_file, calls = data_file_and_calls(backend, encoding)
+    kill_points = required_fact(backend, "syscall_kills", encoding)
     pristine = tmp_path / "pristine"
-    fill(pristine, backend_name, range(50))
+    fill(pristine, backend, range(50), encoding=encoding)
 
     def kill_at(n: int):
         path = tmp_path / f"kill-{n}"
         shutil.copytree(pristine, path)
         prefix = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(path / data_file),
                   "-e", f"trace={calls}", "-e", f"inject={calls}:signal=KILL:when={n}"]
-        session = WriterSession(path, backend_name, 6, 8, prefix=prefix)
+        session = WriterSession(path, backend, 6, 8, *encoding_options(encoding),
+                                prefix=prefix)
         return path, session, session.finish()
 
     with ThreadPoolExecutor(2) as pool:
@@ -127,7 +153,21 @@ def test_killed_at_write_system_calls(backend_name, tmp_path):
             assert returncode == 0 and session.closed, session.stderr
             continue
         killed += 1
-        with tallied("SIGKILL at a write system call", backend_name):
-            check_after_kill(path, backend_name, session, dict.fromkeys(range(50), 0))
-            assert_accepts_writes(path, backend_name)
+        with tallied("SIGKILL at a write system call", backend, encoding):
+            check_after_kill(path, backend, session, dict.fromkeys(range(50), 0),
+                             encoding=encoding)
+            assert_accepts_writes(path, backend)
     assert killed >= 2, "strace never killed the writer: is the data file name right?"
+
+
+@needs_strace
+@pytest.mark.timeout(180)
+def test_killed_at_write_system_calls(backend_name, tmp_path):
+    kill_at_write_system_calls(tmp_path, backend_name)
+
+
+@needs_strace
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend, encoding", encoded_modes())
+def test_encoded_killed_at_write_system_calls(tmp_path, backend, encoding):
+    kill_at_write_system_calls(tmp_path, backend, encoding)

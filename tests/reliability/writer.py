@@ -2,6 +2,7 @@
 
     python -m tests.reliability.writer PATH BACKEND SEED OPS [--overwrite FIRST STOP]
                                        [--crash POINT:N] [--pause SECONDS]
+                                       [--encoding jpeg|png]
 
 Before each operation it prints ``begin <op> <version> <ids...>``, after the
 commit ``ack <op>``. Operations are write_one and write_many of 1-120 images,
@@ -10,6 +11,7 @@ drawn from SEED; new ids follow the largest one in the store. With
 version <op> + 1. ``--crash`` kills the process with SIGKILL at a point inside
 the write path, the N-th time it is reached (see CRASH_POINTS). ``--pause``
 sleeps between operations, so that readers in other processes see many states.
+``--encoding`` writes encoded images (bytes) and creates the store with it if missing.
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def install_crash(point: str, nth: int) -> None:
                                                before=lambda *a: die()),
         "png-half-rows": lambda: on_nth_call(png_backend.PngBackend, "_append_rows", nth,
                                              before=half_of_the_rows),
-        "png-half-file": lambda: on_nth_call(png_backend, "_write_file", nth, before=half_a_file),
+        "png-half-file": lambda: _half_a_png_file(nth),
         "lmdb-in-transaction": lambda: _wrap_work(lmdb_backend.LmdbBackend, nth),
         "hdf5-before-flush": lambda: on_nth_call(h5py.File, "flush", nth, before=lambda *a: die()),
         "hdf5-after-flush": lambda: on_nth_call(h5py.File, "flush", nth, after=die),
@@ -92,6 +94,14 @@ def install_crash(point: str, nth: int) -> None:
     }
     assert set(hooks) == set(CRASH_POINTS)
     hooks[point]()
+
+
+def _half_a_png_file(nth: int) -> None:
+    """Kill half way through the nth image file, of arrays or of encoded images."""
+    from storage.formats import png as png_backend
+    from storage.formats import png_encoded
+    for module in (png_backend, png_encoded):  # each calls the _write_file it imported
+        on_nth_call(module, "_write_file", nth, before=half_a_file)
 
 
 def _backend_class(name: str):
@@ -167,6 +177,7 @@ def main(argv=None) -> None:
     parser.add_argument("--overwrite", nargs=2, type=int)
     parser.add_argument("--crash")
     parser.add_argument("--pause", type=float, default=0)
+    parser.add_argument("--encoding")
     args = parser.parse_args(argv)
     crash_point, crash_at = None, 0
     if args.crash:
@@ -174,7 +185,7 @@ def main(argv=None) -> None:
         crash_at = int(crash_at)
         install_crash(crash_point, crash_at)
     rng = np.random.default_rng(args.seed)
-    store = open_store(args.path, args.backend, mode="a")
+    store = open_store(args.path, args.backend, mode="a", encoding=args.encoding)
     ids = store.ids()
     next_id = int(ids[-1]) + 1 if len(ids) else 0
     print("open", flush=True)
@@ -190,7 +201,7 @@ def main(argv=None) -> None:
             keys, version = np.arange(next_id, next_id + count), 0
             next_id += count
         print("begin", op, version, *keys.tolist(), flush=True)
-        images, labels = batch_for(keys, version)
+        images, labels = batch_for(keys, version, args.encoding)
         if one:
             store.write_one(int(keys[0]), images[0], int(labels[0]), overwrite=True)
         else:
