@@ -82,8 +82,11 @@ class EncodedZarrBackend(ZarrBackend):
 
     capabilities = Capabilities(overwrite=True, write_one=True, encodings=("jpeg", "png"),
                                 arrays=False, max_value_bytes=2**40)  # beyond any one batch
+    # One crash point and two write calls, as the other encoded layouts: the array
+    # layout's facts already kill zarr's commit path at every point.
     facts = dataclasses.replace(ZarrBackend.facts, plain_reader=read_plainly,
-                                data_file=f"{GROUP}/bytes/c/0.partial")
+                                data_file=f"{GROUP}/bytes/c/0.partial",
+                                crash_points=(("in-fsync", 6),), syscall_kills=(2, 6))
     encoded_variant = None
 
     def _open(self, create: bool) -> None:
