@@ -5,10 +5,17 @@ temporary name, renamed to its own name, and only then given its marker. A kille
 leaves a temporary (removed by the next run) or a shard without a marker (rebuilt); a
 task run twice (Dask re-runs tasks of a worker it lost) finds the shard already in place
 and leaves it.
+
+A task holds its shard's lock (``shard_lock``) from its first look at the marker to the
+marker written. A driver that was stopped (Ctrl-C, or killed while attached to a cluster)
+leaves its running tasks at work; the next run takes each shard's lock before it removes
+that shard's leftovers, so it waits for such a task instead of deleting under its feet.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -24,6 +31,7 @@ from storage.sharded.index import (
     TEMPORARY_PREFIX, ContentChecksum, ShardPlan, ShardRecord, read_marker, write_marker)
 
 BATCH_BYTES = 16 * 1024**2  # images read and written at a time: bounds a worker's memory
+LOCK_SUFFIX = ".lock"
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,28 @@ class ShardTask:
 def build_shard(task: ShardTask) -> ShardRecord:
     """Build, move into place and mark one shard; return its record."""
     destination = Path(task.destination)
-    done = read_marker(destination, task.plan)
-    if done is not None and (destination / task.plan.name).is_dir():
-        return done  # this task ran before (Dask re-ran it, or a driver resumed)
+    with shard_lock(destination, task.plan.name):
+        done = read_marker(destination, task.plan)
+        if done is not None and (destination / task.plan.name).is_dir():
+            return done  # this task ran before (Dask re-ran it, or a driver resumed)
+        return _build(task, destination)
+
+
+@contextlib.contextmanager
+def shard_lock(destination: Path, name: str):
+    """Exclusive use of shard ``name`` of ``destination``, waiting for a holder to finish.
+
+    The kernel drops the lock with its process, so a killed task never leaves it held.
+    """
+    descriptor = os.open(destination / f"{name}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _build(task: ShardTask, destination: Path) -> ShardRecord:
     with tempfile.TemporaryDirectory(prefix="shard-build-", dir=_local_directory()) as scratch:
         built = Path(scratch) / task.plan.name
         checksum = _write_shard(task, built)

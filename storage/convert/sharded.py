@@ -15,7 +15,7 @@ from pathlib import Path
 
 from storage.convert.lease import Lease
 from storage.convert.output import Output
-from storage.convert.shard import ShardTask
+from storage.convert.shard import LOCK_SUFFIX, ShardTask, shard_lock
 from storage.errors import (
     CorruptStoreError, EncodingMismatchError, NotAStoreError, StoreBusyError, StoreExistsError,
     WrongBackendError)
@@ -99,6 +99,8 @@ def _run(destination: Path, plans, source, engine, output: Output, resume: bool,
             progress.finish()
         _remove_temporaries(destination)  # left by tasks of workers that died
         _commit(destination, plans, done, info, output)
+        for lock in destination.glob(f"shard-*{LOCK_SUFFIX}"):
+            lock.unlink(missing_ok=True)  # every task of this conversion has ended
     result.built.sort()
     result.seconds = time.monotonic() - started
     return result
@@ -149,26 +151,51 @@ def _committed(destination: Path, plans, resume: bool) -> bool:
 
 
 def _clean(destination: Path, plans, resume: bool) -> dict:
-    """Remove leftovers; return the records of shards committed by earlier runs."""
-    _remove_temporaries(destination)
+    """Remove leftovers; return the records of shards committed by earlier runs.
+
+    Each shard is looked at under its lock: a task of a stopped run may still be building it.
+    """
     wanted = {plan.name: plan for plan in plans}
+    if resume:  # refuse part of another conversion before anything is removed
+        for marker in sorted(destination.glob(f"shard-*{MARKER_SUFFIX}")):
+            name = marker.name.removesuffix(MARKER_SUFFIX)
+            plan = wanted.get(name)
+            if is_shard_name(name) and (plan is None or read_marker(destination, plan) is None):
+                _refuse_foreign(destination, marker, plans[0])
     done = {}
-    for marker in sorted(destination.glob(f"shard-*{MARKER_SUFFIX}")):
-        name = marker.name.removesuffix(MARKER_SUFFIX)
-        if not (resume and is_shard_name(name)):
-            continue
-        plan = wanted.get(name)
-        record = read_marker(destination, plan) if plan else None
-        if record is not None and (destination / name).is_dir():
-            done[name] = record
-        elif record is None:
-            _refuse_foreign(destination, marker, plans[0])
-    for entry in list(destination.iterdir()):
-        name = entry.name.removesuffix(MARKER_SUFFIX)
-        if is_shard_name(name) and name not in done:
-            _remove(entry)  # no marker, a damaged one, or (--no-resume) any
+    for name in sorted(set(wanted) | _shards_named_in(destination)):
+        with shard_lock(destination, name):
+            plan = wanted.get(name)
+            record = read_marker(destination, plan) if resume and plan else None
+            if record is not None and (destination / name).is_dir():
+                done[name] = record
+            else:  # no marker, a damaged one, another plan's, or (--no-resume) any
+                for entry in _leftovers_of(destination, name, shard_too=True):
+                    _remove(entry)
+    _remove_temporaries(destination)
     fsync_directory(destination)
     return done
+
+
+def _shards_named_in(destination: Path) -> set[str]:
+    """The shards that entries of ``destination`` belong to."""
+    return {name for name in map(_shard_of, destination.iterdir()) if name}
+
+
+def _shard_of(entry: Path) -> str | None:
+    """The shard an entry belongs to: the shard itself, its marker, lock or temporary."""
+    name = entry.name.removeprefix(TEMPORARY_PREFIX)
+    if name != entry.name:
+        name = name.rsplit("-", 1)[0]  # .tmp-<shard>-<uuid>
+    name = name.removesuffix(MARKER_SUFFIX).removesuffix(LOCK_SUFFIX)
+    return name if is_shard_name(name) else None
+
+
+def _leftovers_of(destination: Path, name: str, shard_too: bool = False) -> list[Path]:
+    entries = list(destination.glob(f"{TEMPORARY_PREFIX}{name}-*"))
+    if shard_too:
+        entries += [destination / name, destination / f"{name}{MARKER_SUFFIX}"]
+    return [entry for entry in entries if entry.exists() or entry.is_symlink()]
 
 
 def _refuse_foreign(destination: Path, marker: Path, plan: ShardPlan) -> None:
@@ -187,8 +214,13 @@ def _refuse_foreign(destination: Path, marker: Path, plan: ShardPlan) -> None:
 
 
 def _remove_temporaries(destination: Path) -> None:
-    for entry in destination.iterdir():
-        if entry.name.startswith(TEMPORARY_PREFIX):
+    """Temporaries of tasks that died; a shard's are removed under its lock."""
+    for name in sorted(_shards_named_in(destination)):
+        with shard_lock(destination, name):
+            for entry in _leftovers_of(destination, name):
+                _remove(entry)
+    for entry in destination.glob(f"{TEMPORARY_PREFIX}*"):
+        if _shard_of(entry) is None:
             _remove(entry)
 
 

@@ -54,7 +54,7 @@ def leftovers(path: Path) -> list[str]:
     beside = [partial_path(path).name] if partial_path(path).exists() else []
     return beside + sorted(entry.name for entry in Path(path).iterdir()
                            if entry.name.startswith(TEMPORARY_PREFIX)
-                           or entry.name.endswith(".lease"))
+                           or entry.name.endswith((".lease", ".lock")))
 
 
 def write_fake_cifar10(folder: Path, per_batch: int = 4, seed: int = 1):

@@ -5,13 +5,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from storage import open_store
-from storage.convert import convert
+from storage.convert import convert, shard as shard_module
+from storage.convert.engines import SerialExecutor
 from storage.convert.lease import Lease
 from storage.cli.verify import verify_store
 from storage.convert.single import partial_path
@@ -134,6 +136,44 @@ def test_a_sharded_conversion_resumes_after_ctrl_c(source, dask_executor, tmp_pa
     result = convert(path, tmp_path / "out", "lmdb", shards=6, executor=dask_executor)
     assert len(result.skipped) >= 2 and len(result.built) + len(result.skipped) == 6
     assert read_back_crcs(tmp_path / "out") == expected and leftovers(tmp_path / "out") == []
+
+
+class StopsAfterOne:
+    """Builds the first shard, then stops as Ctrl-C would, leaving the other tasks unrun."""
+
+    def run(self, tasks):
+        self.left = tasks[1:]
+        yield shard_module.build_shard(tasks[0])
+        raise KeyboardInterrupt
+
+
+def test_a_new_run_waits_for_a_task_the_stopped_run_left_at_work(source, tmp_path,
+                                                                  monkeypatch):
+    """A stopped driver's tasks run on where they are (a cluster, a shared executor). One
+    that has moved its shard into place but not yet marked it must not see the next run
+    remove the shard under it: the next run waits for it and keeps what it built."""
+    path, expected = source
+    out = tmp_path / "out"
+    stopped = StopsAfterOne()
+    with pytest.raises(KeyboardInterrupt):
+        convert(path, out, "lmdb", shards=4, executor=stopped)
+    straggler, renamed = stopped.left[0], threading.Event()
+    write_marker = shard_module.write_marker
+
+    def marked_late(destination, plan, record):
+        if threading.current_thread().name == "straggler":
+            renamed.set()  # the shard is in place, its marker still to come
+            time.sleep(0.5)
+        write_marker(destination, plan, record)
+
+    monkeypatch.setattr(shard_module, "write_marker", marked_late)
+    task = threading.Thread(target=shard_module.build_shard, args=(straggler,), name="straggler")
+    task.start()
+    assert renamed.wait(30)
+    result = convert(path, out, "lmdb", shards=4, executor=SerialExecutor())
+    task.join(30)
+    assert straggler.plan.name in result.skipped and len(result.skipped) == 2
+    assert read_back_crcs(out) == expected and leftovers(out) == []
 
 
 def test_killed_driver_leaves_no_index_and_the_rerun_keeps_its_shards(dask_executor,
