@@ -391,10 +391,12 @@ class LmdbBackend(Backend):
     def _read_unchecked(self, ids, images, rows, checks):
         """Copy ``ids`` into ``images[rows]`` and hand their checks to ``checks``; return
         their labels."""
-        labels = np.empty(len(ids), np.int64)
         try:  # as _reading does, inline: a shard's part of a batch is a few ids
             with self._read_txn() as txn:
                 chunk_images = self._chunk_size(txn)
+                if len(ids) <= _BLOCK:
+                    return self._read_block(txn, ids, chunk_images, images, rows, checks)
+                labels = np.empty(len(ids), np.int64)
                 # Block by block, so that each block's check reads copies still in the
                 # CPU's cache: one pass over a whole large batch afterwards cost 40 % more.
                 for start in range(0, len(ids), _BLOCK):
