@@ -3,10 +3,11 @@
     python -m benchmarks.convert_targets --cifar DIR --work /tmp/convert-targets [--images 100000]
 
 Writes CIFAR (train, then test, repeated) as an ImageFolder of PNG files under --work
-(once; later runs reuse it), then times converting it into 16 LMDB shards on a
-LocalCluster(2), on a multiprocessing.Pool(2) and in one process, a re-run over the
-finished output, a resume after the driver is killed at half the shards, sharded random
-batches against one LMDB store, and verify against read_many. Prints ratios.
+(once; later runs reuse it) and reads it once (a warm page cache for every engine),
+then times converting it into 16 LMDB shards on a LocalCluster(2), on a
+multiprocessing.Pool(2) and in one process, a re-run over the finished output, a resume
+after the driver is killed at half the shards, sharded random batches against one LMDB
+store (taking turns, best of 3 per batch), and verify against read_many. Prints ratios.
 """
 from __future__ import annotations
 
@@ -49,10 +50,37 @@ def write_image_folder(cifar: str, root: Path, count: int) -> None:
     done.write_text(f"{count}\n")
 
 
+def warm(root: Path) -> None:
+    """Read every file once: the engine timed first must not be the one that pays for a
+    cold page cache (the folder may come from an earlier run)."""
+    for path in root.rglob("*.png"):
+        path.read_bytes()
+
+
 def timed(function):
     started = time.perf_counter()
     result = function()
     return time.perf_counter() - started, result
+
+
+def random_batches(stores: dict, batches, rounds: int = 3) -> dict:
+    """Seconds each store takes for ``batches``: the stores take turns batch by batch, and
+    each batch counts its quickest of ``rounds``, so that a burst of load from other
+    processes falls on both alike instead of on whichever store it met."""
+    opened = {name: open_store(path) for name, path in stores.items()}
+    try:
+        best = {name: [float("inf")] * len(batches) for name in opened}
+        for store in opened.values():
+            store.read_many(batches[0])
+        for _ in range(rounds):
+            for number, batch in enumerate(batches):
+                for name, store in opened.items():
+                    seconds, _ = timed(lambda: store.read_many(batch))
+                    best[name][number] = min(best[name][number], seconds)
+        return {name: sum(seconds) for name, seconds in best.items()}
+    finally:
+        for store in opened.values():
+            store.close()
 
 
 def cli(*arguments) -> subprocess.Popen:
@@ -123,6 +151,7 @@ def main() -> None:
     folder, outputs = options.work / "png-folder", options.work / "outputs"
     seconds, _ = timed(lambda: write_image_folder(options.cifar, folder, options.images))
     print(f"ImageFolder of {options.images:,} PNG files ready ({seconds:.1f} s)")
+    warm(folder)
     shutil.rmtree(outputs, ignore_errors=True)
     outputs.mkdir(parents=True)
     results = {}
@@ -155,11 +184,7 @@ def main() -> None:
     convert(outputs / "serial", outputs / "single-hdf5", "hdf5")
     rng = np.random.default_rng(0)
     batches = [rng.choice(options.images, 256, replace=False) for _ in range(200)]
-    reads = {}
-    for name in ("dask", "single"):
-        with open_store(outputs / name) as store:
-            store.read_many(batches[0])
-            reads[name], _ = timed(lambda: [store.read_many(batch) for batch in batches])
+    reads = random_batches({name: outputs / name for name in ("dask", "single")}, batches)
     verify = {}
     for name in ("dask", "single", "single-hdf5"):
         with open_store(outputs / name) as store:
@@ -168,7 +193,7 @@ def main() -> None:
         verify[name] = (min(timed(lambda: verify_store(outputs / name))[0] for _ in range(2)),
                         read_all)
 
-    print(f"\n| measure | result | target |\n|---|---|---|")
+    print("\n| measure | result | target |\n|---|---|---|")
     print(f"| convert {options.images:,} PNG files -> {SHARDS} LMDB shards: LocalCluster(2) "
           f"{results['dask']:.1f} s / one process {results['serial']:.1f} s | "
           f"{results['dask'] / results['serial']:.2f}x | <= 0.7x |")
@@ -185,8 +210,8 @@ def main() -> None:
     shard_bytes = options.images * 3072 / SHARDS
     print(f"| peak worker RSS (shard {shard_bytes / 1e6:.0f} MB) | {peak_rss / 1e6:.0f} MB | "
           f"<= {(2 * shard_bytes + 200e6) / 1e6:.0f} MB |")
-    print(f"| random batches of 256: sharded {reads['dask']:.3f} s / one store "
-          f"{reads['single']:.3f} s (read throughput ratio) | "
+    print(f"| random batches of 256 (turn about, best of 3): sharded {reads['dask']:.3f} s / "
+          f"one store {reads['single']:.3f} s (read throughput ratio) | "
           f"{reads['single'] / reads['dask']:.2f}x | >= 0.8x |")
     for name, (seconds, read_all) in verify.items():
         print(f"| verify {name}: {seconds:.2f} s; read_many of every id {read_all:.2f} s "

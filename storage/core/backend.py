@@ -155,6 +155,23 @@ class Backend(abc.ABC):
         images, labels = self._read_many(np.array([key], dtype=np.int64))
         return images[0], int(labels[0])
 
+    def _read_into(self, ids: np.ndarray, images: np.ndarray, rows: np.ndarray,
+                   checks) -> np.ndarray:
+        """Read validated ``ids`` into ``images[rows]``; return their labels.
+
+        For a store built of stores (``storage.sharded``), which has checked the ids
+        already: no second validation, no copy of a result. A format whose reads check
+        per-image checksums may hand the rows to ``checks`` (``PendingChecks``), which the
+        caller verifies before the images leave it; this default checks its own.
+        """
+        self._check_usable()  # after a fork: this process's own handles
+        try:
+            read, labels = self._read_many(ids)
+        except KeyError as error:
+            raise self._missing_among(ids, error) from None
+        images[rows] = read
+        return labels
+
     def _write_one(self, key: int, image: np.ndarray, label: int, overwrite: bool) -> None:
         self._write_many(np.array([key], dtype=np.int64),
                          [image] if self.encoding else image[None],

@@ -80,3 +80,29 @@ def test_children_read_through_an_inherited_or_pickled_store(sharded, method):
         copy = pickle.loads(pickle.dumps(store))
         np.testing.assert_array_equal(copy.read_many(range(25))[0], images)
         copy.close()
+
+
+def test_shuffled_ids_read_across_shards_and_a_damaged_image_is_named(sharded, tmp_path):
+    import shutil
+
+    path, images, labels = sharded
+    # Every shard, out of order, some ids twice: each shard reads its part into the
+    # batch's rows, and the rows' checksums are verified together.
+    ids = np.random.default_rng(3).permutation(np.r_[np.arange(25), [24, 0, 12]])
+    with open_store(path) as store:
+        got, got_labels = store.read_many(ids)
+    np.testing.assert_array_equal(got, images[ids])
+    np.testing.assert_array_equal(got_labels, labels[ids])
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    data_file = copy / "shard-00001" / "data.mdb"  # shard 1 of 3 holds ids 9..16
+    data = bytearray(data_file.read_bytes())
+    at = data.find(images[12].tobytes())
+    assert at >= 0
+    data[at + 5] ^= 0xFF
+    data_file.write_bytes(bytes(data))
+    with open_store(copy) as store:
+        with pytest.raises(CorruptStoreError, match=r"image\(s\) 12, 12 in .*shard-00001"):
+            store.read_many(ids)
+        kept = ids[ids != 12]
+        np.testing.assert_array_equal(store.read_many(kept)[0], images[kept])

@@ -33,7 +33,7 @@ from storage.errors import CorruptStoreError
 from tests.reliability.faults import facts_of, tallied
 from storage.formats.lmdb.backend import chunk_images_for
 from tests.reliability.scenario import (REPO, assert_holds, batch_for, child_command, child_env,
-                                        fill, image_for)
+                                        fill, image_for, label_for)
 from tests.strategies import examples
 
 pytestmark = pytest.mark.timeout(240)
@@ -221,6 +221,12 @@ def test_lmdb_stores_of_the_layout_before_per_image_checksums_read(new_store_pat
     new = range(k - 4, k + 6)  # rewrites chunks 0 and 1 in the new layout
     fill(path, "lmdb", new, version=1)
     assert_holds(path, {key: int(key in new) for key in range(count)})
+    mixed = [2 * k + 3, k + 1, 2 * k + 20, k + 5]  # one by one, from new and old values
+    with open_store(path, "lmdb") as store:
+        images, labels = store.read_many(mixed)
+    assert np.array_equal(images[[0, 2]], batch_for(mixed[::2])[0])
+    assert np.array_equal(images[[1, 3]], batch_for(mixed[1::2], version=1)[0])
+    assert labels.tolist() == [label_for(key, int(key in new)) for key in mixed]
     _rewrite_values(path, lambda number, value: (
         value[:-1] + bytes([value[-1] ^ 1]) if number == 2 else value))  # still b"IMGC"
     with open_store(path, "lmdb") as store:

@@ -42,12 +42,12 @@ import numpy as np
 from storage.formats.lmdb import environment as lmdb_env
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
-from storage.core.checksums import image_checksums
+from storage.core.checksums import PendingChecks, image_checksums
 from storage.core.facts import FormatFacts, NOT_CREATED_YET, PowerLoss
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError, ReadersFullError, StorageFullError
 from storage.core.files import fsync_directory, storage_looks_full, translate_os_error
-from storage.formats.lmdb.chunk import MAGIC, Chunk, locate, read_image, verify_images
+from storage.formats.lmdb.chunk import MAGIC, Chunk, locate, read_image
 from storage.formats.lmdb.plain import read_plainly
 
 _CHUNK_BYTES = 256 * 1024  # a chunk fills about 64 LMDB pages
@@ -377,42 +377,69 @@ class LmdbBackend(Backend):
         if self._empty():
             raise self._missing(ids)
         images = np.empty((len(ids), *self.image_shape), np.uint8)
-        labels = np.empty(len(ids), np.int64)
-        with self._reading() as txn:
-            chunk_images = self._chunk_size(txn)
-            # Block by block, so that each block's check reads copies still in the CPU's
-            # cache: one pass over a whole large batch afterwards cost 40 % more.
-            for start in range(0, len(ids), _BLOCK):
-                block = slice(start, start + _BLOCK)
-                labels[block] = self._read_block(txn, ids[block], chunk_images, images[block])
+        checks = PendingChecks(images, _BLOCK)
+        labels = self._read_unchecked(ids, images, np.arange(len(ids)), checks)
+        checks.verify()
         return images, labels
 
-    def _read_block(self, txn, ids, chunk_images, images):
-        """Read ``ids`` into ``images``; return their labels, once the images are checked."""
-        numbers = ids // chunk_images
-        span = int(numbers.max() - numbers.min()) + 1  # at least the values touched
-        if len(ids) <= _SCATTERED * span and len(ids) <= _SCATTERED * len(np.unique(numbers)):
-            labels, checksums, unchecked = self._read_scattered(txn, ids, chunk_images, images)
-        else:
-            labels, checksums, unchecked = self._read_grouped(txn, ids, chunk_images, images)
-        # The copies returned are checked, in one matrix product.
-        where = f"the LMDB store at '{self.path}'"
-        if unchecked.all():
-            verify_images(ids, ids % chunk_images, labels, images, checksums, where)
-        elif unchecked.any():
-            verify_images(ids[unchecked], ids[unchecked] % chunk_images, labels[unchecked],
-                          images[unchecked], checksums[unchecked], where)
+    def _read_into(self, ids, images, rows, checks):
+        self._check_usable()
+        if self._empty():
+            raise self._missing(ids)
+        return self._read_unchecked(ids, images, rows, checks)
+
+    def _read_unchecked(self, ids, images, rows, checks):
+        """Copy ``ids`` into ``images[rows]`` and hand their checks to ``checks``; return
+        their labels."""
+        try:  # as _reading does, inline: a shard's part of a batch is a few ids
+            with self._read_txn() as txn:
+                chunk_images = self._chunk_size(txn)
+                if len(ids) <= _BLOCK:
+                    return self._read_block(txn, ids, chunk_images, images, rows, checks)
+                labels = np.empty(len(ids), np.int64)
+                # Block by block, so that each block's check reads copies still in the
+                # CPU's cache: one pass over a whole large batch afterwards cost 40 % more.
+                for start in range(0, len(ids), _BLOCK):
+                    block = slice(start, start + _BLOCK)
+                    labels[block] = self._read_block(txn, ids[block], chunk_images, images,
+                                                     rows[block], checks)
+        except (lmdb.MapResizedError, lmdb.ReadersFullError):
+            raise
+        except lmdb.Error as error:
+            raise self._damaged(error) from error
         return labels
 
-    def _read_scattered(self, txn, ids, chunk_images, images):
+    def _read_block(self, txn, ids, chunk_images, images, rows, checks):
+        """Read ``ids`` into ``images[rows]``; return their labels, their checks added to
+        ``checks``."""
+        numbers = ids // chunk_images
+        if len(ids) <= 64:  # a shard's part of a batch: Python's min, max and set are quicker
+            listed = numbers.tolist()
+            span, distinct = max(listed) - min(listed) + 1, len(set(listed))
+        else:
+            span, distinct = int(numbers.max() - numbers.min()) + 1, None
+        if len(ids) <= _SCATTERED * span and len(ids) <= _SCATTERED * (
+                distinct or len(np.unique(numbers))):
+            labels, checksums, legacy = self._read_scattered(txn, ids, chunk_images, images,
+                                                             rows)
+        else:
+            labels, checksums, legacy = self._read_grouped(txn, ids, chunk_images, images, rows)
+        # The copies are checked later, in one matrix product with the rest.
+        chosen = slice(None) if legacy is None else ~legacy
+        checked = ids[chosen]
+        checks.add(rows[chosen], checked, checked % chunk_images, labels[chosen],
+                   checksums[chosen], f"the LMDB store at '{self.path}'")
+        return labels
+
+    def _read_scattered(self, txn, ids, chunk_images, images, rows):
         """Ids that fall about one per value (a shuffled batch), in their order: each
         located from its value's header fields and copied, without parsing the value.
-        (labels, stored checksums, which are still to check)."""
+        (labels, stored checksums, None or where legacy values were checked whole)."""
         shape, image_bytes = self.image_shape, images[0].nbytes
         output = memoryview(images).cast("B")
-        labels, checksums, unchecked = [], [], []
+        labels, checksums, legacy = [], [], None
         get, database, where = txn.get, self._chunks_db, self._where
-        for row, key in enumerate(ids.tolist()):
+        for index, (row, key) in enumerate(zip(rows.tolist(), ids.tolist())):
             number, slot = divmod(key, chunk_images)
             value = get(_KEY.pack(number), db=database)
             if value is not None and value[:4] == MAGIC:
@@ -421,24 +448,26 @@ class LmdbBackend(Backend):
                     start, label, checksum = found
                     output[row * image_bytes:(row + 1) * image_bytes] = \
                         memoryview(value)[start:start + image_bytes]
-                    labels.append(label), checksums.append(checksum), unchecked.append(True)
+                    labels.append(label), checksums.append(checksum)
                     continue
             elif value is not None:  # a legacy value, checked whole by read_image
                 found = read_image(value, shape, slot, where, number)
                 if found is not None:
                     images[row] = found[0]
-                    labels.append(found[1]), checksums.append(0), unchecked.append(False)
+                    labels.append(found[1]), checksums.append(0)
+                    if legacy is None:
+                        legacy = np.zeros(len(ids), bool)
+                    legacy[index] = True
                     continue
-            raise self._missing(ids[[row]])
-        return (np.array(labels, np.int64), np.array(checksums, np.uint64),
-                np.array(unchecked, bool))
+            raise self._missing(ids[[index]])
+        return np.array(labels, np.int64), np.array(checksums, np.uint64), legacy
 
-    def _read_grouped(self, txn, ids, chunk_images, images):
+    def _read_grouped(self, txn, ids, chunk_images, images, rows):
         """Ids that fall many per value (a scan): one parse and one gather per value.
-        (labels, stored checksums, which are still to check)."""
+        (labels, stored checksums, None or where legacy values were checked whole)."""
         labels = np.empty(len(ids), np.int64)
         checksums = np.empty(len(ids), np.uint64)
-        unchecked = np.zeros(len(ids), bool)  # False where a legacy value was checked whole
+        legacy = None
         for group, number, value in self._values(txn, ids, chunk_images):
             if value is None:
                 raise self._missing(ids[group])
@@ -446,12 +475,15 @@ class LmdbBackend(Backend):
             positions, found = _positions(chunk, ids[group] % chunk_images)
             if not found.all():
                 raise self._missing(ids[group][~found])
-            _gather(chunk.pixels, positions, images, group)
+            _gather(chunk.pixels, positions, images, rows[group])
             labels[group] = chunk.labels[positions]
             if chunk.checksums is not None:
                 checksums[group] = chunk.checksums[positions]
-                unchecked[group] = True
-        return labels, checksums, unchecked
+            else:
+                if legacy is None:
+                    legacy = np.zeros(len(ids), bool)
+                legacy[group] = True
+        return labels, checksums, legacy
 
     def _values(self, txn, ids, chunk_images):
         """Per value the ids fall in: (their positions in ``ids``, its number, the value or
@@ -529,6 +561,11 @@ def _positions(chunk: Chunk, slots: np.ndarray):
     """(positions of ``slots`` in ``chunk``, which of them it holds)."""
     positions = np.minimum(np.searchsorted(chunk.slots, slots), len(chunk.slots) - 1)
     return positions, chunk.slots[positions] == slots
+
+
+def _distinct(values: np.ndarray) -> int:
+    """How many different values: a set for a shard's few ids costs a fifth of np.unique."""
+    return len(set(values.tolist())) if len(values) <= 64 else len(np.unique(values))
 
 
 def _runs(values: np.ndarray):
