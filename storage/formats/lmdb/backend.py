@@ -223,6 +223,7 @@ class LmdbBackend(Backend):
     def _write_txn(self, work, size: int = 0):
         """Run ``work(txn)`` in one transaction of about ``size`` bytes, growing the map to fit."""
         replaced = False
+        self._make_room(size)
         while True:
             creating = self._chunks_db is None  # the store's first commit creates them
             if creating and self._open_databases():  # another writer created them meanwhile
@@ -236,9 +237,7 @@ class LmdbBackend(Backend):
                     lmdb_env.databases(str(self.path), self._env, (self._meta_db, self._chunks_db))
                 return result
             except lmdb.MapFullError:
-                info, page = self._env.info(), self._env.stat()["psize"]
-                used = (info["last_pgno"] + 1) * page
-                self._env.set_mapsize(max(2 * info["map_size"], 2 * (used + size)))
+                self._grow_map(size)
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
             except lmdb.PanicError as error:  # the last commit failed half way; the file is intact
@@ -251,6 +250,21 @@ class LmdbBackend(Backend):
             finally:
                 if creating and sys.exc_info()[0] is not None:
                     self._meta_db = self._chunks_db = None  # an aborted commit closed them
+
+    def _make_room(self, size: int) -> None:
+        """Grow the map before a transaction of ``size`` bytes that would not fit: one that
+        runs out of map is redone whole (a 200 MB batch of 256 px images, twice over)."""
+        if not size:
+            return
+        info, page = self._env.info(), self._env.stat()["psize"]
+        # Each value takes whole pages, and new branch pages come on top.
+        if (info["last_pgno"] + 1) * page + size + size // 8 > info["map_size"]:
+            self._grow_map(size)
+
+    def _grow_map(self, size: int) -> None:
+        info, page = self._env.info(), self._env.stat()["psize"]
+        used = (info["last_pgno"] + 1) * page
+        self._env.set_mapsize(max(2 * info["map_size"], 2 * (used + size)))
 
     def _write_error(self, error: lmdb.Error, size: int) -> Exception:
         """Our typed error for a failed commit: LMDB reports a short write as EIO."""
@@ -322,7 +336,7 @@ class LmdbBackend(Backend):
         if self._meta(txn, b"chunk_images", _U32) is None:
             txn.put(b"chunk_images", _U32.pack(chunk_images), db=self._meta_db)
             txn.put(b"image_shape", _SHAPE.pack(*shape), db=self._meta_db)
-        added = 0
+        added, value = 0, None
         slots = sorted_ids % chunk_images
         # One matrix product for the whole batch, not one per value.
         checksums = image_checksums(slots, sorted_labels.astype(np.int64, copy=False),
@@ -342,7 +356,8 @@ class LmdbBackend(Backend):
                 added -= int(clashes.sum())
                 new = old.merged(new)
             added += stop - start
-            txn.put(key, new.to_bytes(number), db=self._chunks_db)
+            value = new.to_bytes(number, value)
+            txn.put(key, value, db=self._chunks_db)
         # Kept for plain readers; len() counts the chunks' own (checked) headers instead.
         count = (self._meta(txn, b"count", _U64) or (0,))[0]
         txn.put(b"count", _U64.pack(count + added), db=self._meta_db)
