@@ -36,7 +36,7 @@ from storage.core.facts import FormatFacts
 from storage.core.options import Options
 from storage.core.files import (disk_usage, leftover_temporaries, make_directories_durably,
                                 translate_os_error)
-from storage.core.marker import (MARKER, backend_of, claim_shape, marker_path, marker_shape,
+from storage.core.marker import (MARKER, claim_shape, marker_path, marker_shape,
                                  read_marker, write_marker)
 
 MODES = ("r", "a", "w")

@@ -4,7 +4,7 @@ Layout of a store directory::
 
     store.json    {"format": "image-store", "backend": "hdf5", "image_shape": [H, W, C], ...}
     images.h5     HDF5 1.10 file format (what SWMR needs; HDF5 >= 1.10 reads it)
-      /images     uint8 (N, H, W, C), chunks of whole images (about 192 KiB), resizable
+      /images     uint8 (N, H, W, C), chunks of whole images (at most 1 MiB), resizable
       /labels     int64 (N,)
       /checksums  uint64 (N,): of id, label and pixels (see ``storage.core.checksums``)
       /ids        int64 (N,): row i holds the id of images[i] and labels[i]
@@ -62,13 +62,18 @@ from storage.core.handles import in_forked_child
 from storage.core.row_index import RowIndex
 
 FILE = "images.h5"
-_CHUNK_BYTES = 192 * 1024
+# Per chunk HDF5 makes one index lookup and one system call: 1 MiB chunks read a
+# 256 px scan 1.7x faster than 192 KiB ones, and write it 1.3x faster (a 32 px scan
+# reads 1.5x faster). A single image is still read alone (no chunk cache for readers);
+# a writer's default 1 MiB cache holds the chunk it appends to. Stores made with other
+# chunk shapes read the same: the shape is the file's.
+_CHUNK_BYTES = 1024 * 1024
 _CACHE_SLOTS = 521  # HDF5's default; with no cache bytes the count does not matter
 _SPAN_FACTOR = 4  # read a covering range when it is at most this many times the rows asked
 _LIBVER = ("v110", "latest")  # the oldest file format that supports SWMR
 _ROW_DATASETS = ("images", "labels", "checksums")  # written and flushed before "ids" commits them
 _H5PY_ERRORS = (KeyError, OSError, ValueError, RuntimeError)  # what h5py raises on bad files
-_ROOM = 1024**2  # room a batch may need beyond its bytes: chunks begun, metadata
+_ROOM = _CHUNK_BYTES + 256 * 1024  # room a batch may need beyond its bytes: a chunk begun, metadata
 _VERIFY_ATTEMPTS = 6  # re-reads of rows an overwrite may be rewriting: about 60 ms in all
 _READ_ATTEMPTS = 24  # retries of a metadata read that fails its checksum: about 20 ms in all
 _writers = weakref.WeakSet()  # stores open for writing in this process
@@ -164,7 +169,7 @@ class Hdf5Backend(Backend):
                     return self._share(shared)
                 flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
                 # No chunk cache: HDF5 then reads just the rows asked for, where through
-                # its 1 MiB cache a random image pulled in its whole 192 KiB chunk (single
+                # its 1 MiB cache a random image pulled in its whole chunk (single
                 # reads 2-3x slower; scans, read twice over, slower too).
                 access.set_cache(0, _CACHE_SLOTS, 0, 0.75)
             else:

@@ -33,6 +33,29 @@ def test_a_tiny_map_grows_by_itself(new_store_path):
     assert_holds(path, dict.fromkeys(range(6200), 0))
 
 
+def test_a_batch_past_the_map_is_written_once(new_store_path):
+    """The map grows before the transaction: a batch is not begun, run out of map, redone."""
+    path = new_store_path()
+    with open_store(path, "lmdb", mode="w", map_size=TINY_MAP) as store:
+        calls = []
+        put_batch = store._put_batch
+        store._put_batch = lambda *args: (calls.append(len(args[1])), put_batch(*args))[1]
+        store.write_many(*batch_for(range(1000)), ids=range(1000))  # 47 times the map
+        assert calls == [1000]
+    assert_holds(path, dict.fromkeys(range(1000), 0))
+
+
+def test_values_of_one_batch_differ_in_size(new_store_path):
+    """A batch's values pass through one buffer: full, partial and merged values, in turn."""
+    path = new_store_path()
+    held = [*range(10), *range(64, 70)]
+    fill(path, "lmdb", held)
+    keys = [*range(10, 64), 70, 71, *range(128, 256), 300, *range(320, 384)]
+    with open_store(path, "lmdb", mode="a") as store:
+        store.write_many(*batch_for(keys), ids=keys)
+    assert_holds(path, dict.fromkeys([*held, *keys], 0))
+
+
 def test_a_reader_in_another_process_follows_the_growing_map(new_store_path, tmp_path):
     """The reader keeps a store object open from the start and reads on as the map grows."""
     path, stop = new_store_path(), tmp_path / "stop"
