@@ -55,6 +55,8 @@ def pytest_generate_tests(metafunc):
     settings = metafunc.config.storage_settings
     if "storage_backend" in metafunc.fixturenames:
         metafunc.parametrize("storage_backend", settings.array_backends(), ids=str)
+    if "access_backend" in metafunc.fixturenames:
+        metafunc.parametrize("access_backend", settings.access_backends(), ids=str)
     if "encoded_backend" in metafunc.fixturenames:
         metafunc.parametrize("encoded_backend", settings.encoded_backends(), ids=str)
     if "decoder" in metafunc.fixturenames:

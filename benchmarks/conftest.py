@@ -12,7 +12,7 @@ def store_cache(tmp_path_factory, datasets, encoded_datasets, pytestconfig):
     if kept:
         kept.mkdir(parents=True, exist_ok=True)
     cache = StoreCache(kept or tmp_path_factory.mktemp("stores"), datasets, keep=bool(kept),
-                       encoded=encoded_datasets)
+                       encoded=encoded_datasets, shards=pytestconfig.storage_settings.shards)
     yield cache
     cache.remove_all()
 

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.settings import SHARDED_PREFIX
 from storage import open_store
+from storage.convert import convert
+from storage.convert.engines import SerialExecutor
 
 # Rounds per store size: enough for a stable median, few enough that N=100,000 fits
 # the suite's time budget. Single-image operations take many cheap rounds.
@@ -60,9 +63,11 @@ class StoreCache:
     them (the gate measures one revision many times); a writer then gets a copy.
     """
 
-    def __init__(self, root: Path, datasets, *, keep: bool = False, encoded=None):
+    def __init__(self, root: Path, datasets, *, keep: bool = False, encoded=None,
+                 shards: int | None = None):
         self.root, self.datasets, self.keep = root, datasets, keep
         self.encoded = encoded  # side -> EncodedDataset, for stores of encoded images
+        self.shards = shards  # shards of a "sharded-<format>" store
         self._built, self._taken = {}, []
 
     def get(self, backend: str, count: int, side: int = 32, encoding: str | None = None) -> Path:
@@ -105,9 +110,14 @@ class StoreCache:
         backend, side, count, *encoding = key
         encoding = encoding[0] if encoding else None
         source = self._source(side, encoding)
-        images, labels = source.take(count)
         shutil.rmtree(path, ignore_errors=True)  # a build cut short in an earlier session
-        build_store(path, backend, images, labels, encoding)
+        if backend.startswith(SHARDED_PREFIX):  # the format's store, converted into shards
+            shard_format = backend.removeprefix(SHARDED_PREFIX)
+            convert(self.get(shard_format, count, side), path, shard_format,
+                    shards=self.shards, executor=SerialExecutor())
+        else:
+            images, labels = source.take(count)
+            build_store(path, backend, images, labels, encoding)
         if self.keep:
             (path.parent / f"{path.name}.complete").write_text(source.name)
         return path

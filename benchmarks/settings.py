@@ -23,6 +23,7 @@ DECODERS = ("imagecodecs", "pillow")
 # The registry as the library ships it; formats a test session adds (the toy in
 # tests/memory_backend.py) are measured only when named.
 DEFAULT_BACKENDS = tuple(our_backends() + reference_backends())  # sharded: written by `convert`
+SHARDED_PREFIX = "sharded-"  # an access-pattern row of a format's sharded store
 # Options that ask pytest-benchmark to really measure; without any of them,
 # plain `pytest` runs each benchmark once as a smoke test.
 _MEASURING_OPTIONS = ("benchmark_only", "benchmark_enable", "benchmark_save",
@@ -40,6 +41,7 @@ class SuiteSettings:
     photographs: bool = False
     store_cache: Path | None = None
     sides_given: bool = False  # --storage-size named the sides: every operation at each
+    shards: int | None = None  # --storage-sharded: access patterns on sharded stores too
 
     def combinations(self, *, encoded: bool = False,
                      every_side: bool = True) -> list[tuple[int, int]]:
@@ -54,6 +56,13 @@ class SuiteSettings:
     def array_backends(self) -> tuple[str, ...]:
         """The chosen backends that hold pixel arrays (raw-blob holds bytes only)."""
         return tuple(name for name in self.backends if backend_class(name).capabilities.arrays)
+
+    def access_backends(self) -> tuple[str, ...]:
+        """The array backends, plus with --storage-sharded a ``sharded-<format>`` row for
+        each of ours: the same images in K shards of that format, read as one store."""
+        sharded = tuple(f"{SHARDED_PREFIX}{name}" for name in self.array_backends()
+                        if name in our_backends()) if self.shards else ()
+        return self.array_backends() + sharded
 
     def encoded_backends(self) -> tuple[str, ...]:
         """The chosen backends that hold JPEG bytes."""
@@ -90,6 +99,10 @@ def add_options(parser) -> None:
     group.addoption("--storage-parallel", action="store_true",
                     help="also run the parallel readers benchmark (K worker processes; "
                          "minutes at large N, so off by default)")
+    group.addoption("--storage-sharded", metavar="K", type=int,
+                    help="also read the access patterns from a store of each chosen format "
+                         "split into K shards (rows sharded-<format>; built in this process "
+                         "by `convert`, so off by default)")
     group.addoption("--storage-cold", action="store_true",
                     help="also run the cold-cache benchmarks (stores evicted from the page "
                          "cache; flushes the disk, so off by default)")
@@ -111,7 +124,14 @@ def read_settings(config) -> SuiteSettings:
         store_cache=Path(config.getoption("storage_store_cache")).resolve()
         if config.getoption("storage_store_cache") else None,
         sides_given=bool(config.getoption("storage_size")),
+        shards=_parse_shards(config.getoption("storage_sharded")),
     )
+
+
+def _parse_shards(shards: int | None) -> int | None:
+    if shards is not None and shards < 1:
+        raise pytest.UsageError(f"--storage-sharded: {shards} shards; give a count of 1 or more")
+    return shards
 
 
 def _parse_backends(text: str | None) -> tuple[str, ...]:

@@ -3,6 +3,8 @@
 Each round is one read: one batch of 256 (``seq_scan``, ``rand_batch``) or one image
 (``rand_item``); the median is the time per batch or per image. Rounds fill a small
 time budget (``benchmarks.patterns``), so slow references at large N stay affordable.
+With ``--storage-sharded K`` each format also reads as ``sharded-<format>``: the same
+images in K shards of it, opened as one store.
 """
 from __future__ import annotations
 
@@ -15,25 +17,25 @@ from storage import open_store
 from storage.core.files import disk_usage
 
 
-def test_seq_scan(benchmark, storage_backend, storage_n, dataset, built_stores):
+def test_seq_scan(benchmark, access_backend, storage_n, dataset, built_stores):
     """read_many over batches of 256 ids in id order, from an open store of N."""
-    _time_batches(benchmark, "seq_scan", storage_backend, storage_n, dataset, built_stores,
+    _time_batches(benchmark, "seq_scan", access_backend, storage_n, dataset, built_stores,
                   batches(np.arange(storage_n, dtype=np.int64)))
 
 
-def test_rand_batch(benchmark, storage_backend, storage_n, dataset, built_stores):
+def test_rand_batch(benchmark, access_backend, storage_n, dataset, built_stores):
     """read_many over batches of 256 ids of a seeded permutation, from an open store of N."""
-    _time_batches(benchmark, "rand_batch", storage_backend, storage_n, dataset, built_stores,
+    _time_batches(benchmark, "rand_batch", access_backend, storage_n, dataset, built_stores,
                   batches(shuffled(storage_n)))
 
 
-def test_rand_item(benchmark, storage_backend, storage_n, dataset, built_stores):
+def test_rand_item(benchmark, access_backend, storage_n, dataset, built_stores):
     """read_one over a seeded permutation of the ids; p50 and p99 latency in extra_info."""
-    label(benchmark, "rand_item", storage_backend, storage_n, dataset)
-    path = built_stores.get(storage_backend, storage_n)
+    label(benchmark, "rand_item", access_backend, storage_n, dataset)
+    path = built_stores.get(access_backend, storage_n)
     order = shuffled(storage_n).tolist()
     expected_images, expected_labels = dataset.take(storage_n)
-    with open_store(path, storage_backend) as store:
+    with open_store(path) as store:  # a sharded-<format> row opens as 'sharded'
         rounds = rounds_within_budget(store.read_one, order[0], MAX_ITEM_ROUNDS)
         ids = Cycle(order)
         image, image_label = benchmark.pedantic(store.read_one, setup=ids, rounds=rounds)
@@ -47,7 +49,7 @@ def _time_batches(benchmark, operation, backend, count, dataset, built_stores, i
     label(benchmark, operation, backend, count, dataset)
     path = built_stores.get(backend, count)
     expected_images, expected_labels = dataset.take(count)
-    with open_store(path, backend) as store:
+    with open_store(path) as store:
         rounds = rounds_within_budget(store.read_many, id_batches[0], MAX_BATCH_ROUNDS)
         batch_ids = Cycle(id_batches)
         images, labels = benchmark.pedantic(store.read_many, setup=batch_ids, rounds=rounds)

@@ -221,6 +221,7 @@ def _identify(bench: dict) -> tuple[str, str, int] | None:
     named = _NAME.match(str(bench.get("name", "")))
     param = _PARAM.match(str(bench.get("param") or (named and named["param"]) or ""))
     backend = _first_text(info.get("backend"), params.get("storage_backend"),
+                          params.get("access_backend"),
                           param and param["backend"])
     operation = _first_text(info.get("operation"), named and named["operation"])
     n = next((value for value in (_integer(info.get("N")), _integer(params.get("storage_n")),

@@ -213,10 +213,12 @@ def test_ctrl_c_stops_a_sharded_conversion_in_one_line(tmp_path):
     from storage.errors import IncompleteStoreError
 
     source, out = tmp_path / "source", tmp_path / "out"
-    make_store(source, 1200, shape=(32, 32, 3))
+    # Many small shards: the run goes on well after the first is committed, even when this
+    # process, busy elsewhere, sees that marker late.
+    make_store(source, 4800, shape=(32, 32, 3))
     driver = subprocess.Popen(
         [sys.executable, "-m", "storage", "convert", source, out, "--format", "png",
-         "--shards", "12", "--workers", "1"],
+         "--shards", "48", "--workers", "1"],
         cwd=REPOSITORY, start_new_session=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
