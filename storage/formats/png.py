@@ -59,6 +59,7 @@ LENGTH = "labels.len"  # the table's length at its last commit: a shorter table 
 NAME_CHUNK = b"stNm"  # private, ancillary, safe to copy: PNG readers skip it
 _AFTER_IHDR = 8 + 25  # signature, then IHDR (length, type, 13 bytes, CRC)
 _READ_ATTEMPTS = 4
+_READ_SIZE = 1 << 16
 # Layout 2 adds labels.len and each file's name chunk; stores of layout 1 read as before.
 LAYOUT = 2
 HEADER = b"id,label,file,crc\n"
@@ -138,6 +139,7 @@ class PngBackend(Backend):
     def _open(self, create: bool) -> None:
         self._compression = self.options.compression
         self._table = self.path / TABLE
+        self._directory = os.fspath(self.path) + os.sep  # joined to a file name per read
         self._length_file = self.path / LENGTH
         self._image_dir = self.path / IMAGES
         self._layout = self._load_marker().get("layout", 1)
@@ -340,6 +342,14 @@ class PngBackend(Backend):
 
     # ---- reading -----------------------------------------------------------------------
     def _read_one(self, key):
+        # The common case straight: one lookup, one decode. A missing id, a file that a
+        # writer replaced since this state was taken, or encoded bytes take the batch path.
+        state = self._state
+        row = state.index.row(key) if self.encoding is None else None
+        if row is not None:
+            image = np.empty(self.image_shape, np.uint8)
+            if self._decode_into(image, state.files[row]):
+                return image, int(state.labels[row])
         images, labels = self._read_many(np.array([key], np.int64))
         return images[0], int(labels[0])
 
@@ -391,11 +401,11 @@ class PngBackend(Backend):
 
     def _decode_into(self, out: np.ndarray, file: str) -> bool:
         """Decode ``file`` into ``out``; False when it is gone."""
-        path = os.path.join(self.path, file)
+        path = self._directory + file
         try:
             content = _read_file(path)
             if self._layout > 1:
-                content = _without_name(content, file, path)
+                _check_name(content, file, path)  # decoders skip the chunk itself
             imagecodecs.png_decode(content, out=out.reshape(_decoded_shape(out.shape)))
         except FileNotFoundError:
             return False
@@ -429,8 +439,8 @@ def _with_name(png: bytes, file: str) -> bytes:
     return png[:_AFTER_IHDR] + chunk + png[_AFTER_IHDR:]
 
 
-def _without_name(content: bytes, file: str, path: str) -> bytes:
-    """The PNG without its name chunk, once the chunk names ``file`` (checked on every read)."""
+def _check_name(content: bytes, file: str, path: str) -> None:
+    """That the PNG's name chunk names ``file`` (checked on every read)."""
     name = file.encode()
     end = _AFTER_IHDR + 12 + len(name)
     expected = (struct.pack(">I", len(name)) + NAME_CHUNK + name
@@ -439,7 +449,6 @@ def _without_name(content: bytes, file: str, path: str) -> bytes:
         raise CorruptStoreError(
             f"'{path}' does not carry its own name ({file}): it is another image's file, "
             "copied or moved here; the store is damaged")
-    return content[:_AFTER_IHDR] + content[end:]
 
     def _contains_many(self, ids):
         return self._state.index.rows(ids)[1]
@@ -487,8 +496,11 @@ def _write_all(descriptor: int, content: bytes) -> None:
 def _read_file(path: str) -> bytes:
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        parts = []
-        while part := os.read(descriptor, 1 << 16):
+        first = os.read(descriptor, _READ_SIZE)
+        if len(first) < _READ_SIZE:  # the whole file (most are): no second call to see EOF
+            return first
+        parts = [first]
+        while part := os.read(descriptor, _READ_SIZE):
             parts.append(part)
         return b"".join(parts)
     finally:
