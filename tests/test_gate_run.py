@@ -186,3 +186,21 @@ def test_a_settled_pass_stops_early_but_a_regression_gets_every_pair(repo, monke
           "--out", "reports/gate"])
     base = json.loads((repo / "reports" / "gate" / "base.json").read_text())
     assert base["gate"]["pairs"] == pairs
+
+
+def test_stores_are_kept_for_both_sides_or_for_neither(tmp_path):
+    """A revision whose suite cannot keep stores builds them in every pair; the other side
+    must then build them too, or the comparison measures warm against fresh stores."""
+    def revision(name: str, keeps_stores: bool) -> Path:
+        settings = tmp_path / name / "benchmarks" / "settings.py"
+        settings.parent.mkdir(parents=True)
+        settings.write_text('"--storage-store-cache"' if keeps_stores else '"--storage-n"')
+        return tmp_path / name
+
+    both = gate_run.cached_args_per_side(
+        {"base": revision("new-base", True), "head": revision("new-head", True)}, tmp_path)
+    assert both == {"base": ["--storage-store-cache", str(tmp_path / "stores-base")],
+                    "head": ["--storage-store-cache", str(tmp_path / "stores-head")]}
+    mixed = gate_run.cached_args_per_side(
+        {"base": revision("old-base", False), "head": revision("head", True)}, tmp_path)
+    assert mixed == {"base": [], "head": []}

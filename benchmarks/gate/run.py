@@ -163,6 +163,14 @@ def cached_args(worktree: Path, cache: Path) -> list[str]:
     return []
 
 
+def cached_args_per_side(trees: dict, scratch: Path) -> dict[str, list[str]]:
+    """``cached_args`` for both sides, or for neither: a side reading stores built once
+    at the start of the job against one reading stores just built would compare page
+    caches as well as code (this machine reclaims pages that stay idle)."""
+    args = {name: cached_args(trees[name], scratch / f"stores-{name}") for name in trees}
+    return args if all(args.values()) else {name: [] for name in trees}
+
+
 def install_control(worktree: Path) -> None:
     """The same control code on both sides, whatever each revision holds (or lacks)."""
     if CONTROL_FILE.exists():
@@ -209,9 +217,9 @@ def _measure(request: GateRun, repo: Path, revisions: dict[str, str], raw_dir: P
                 install_control(trees[name])
                 sides[name] = Side(name, revisions[name], trees[name], interpreters.python_for(
                     name, trees[name], installed, scratch, request.install, environments))
+            caches = cached_args_per_side({name: trees[name] for name in SIDES}, scratch)
             side_args = {name: side_pytest_args(sides[name], request, changed, log)
-                         + cached_args(trees[name], scratch / f"stores-{name}")
-                         for name in SIDES}
+                         + caches[name] for name in SIDES}
             return alternate(
                 lambda name, pair: measure_once(sides[name], side_args[name], raw_dir, pair,
                                                 scratch),
