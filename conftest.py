@@ -1,8 +1,6 @@
 """Suite-wide options and fixtures: which backends and sizes to measure, on which data."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from benchmarks.operations import BY_TEST
@@ -15,13 +13,6 @@ from tests.memory_backend import register as register_toy_format
 # Wider sweeps that run only when their option is given: marker -> option.
 _OPT_IN = {"training_spawn": "training_spawn", "storage_parallel": "storage_parallel",
            "storage_cold": "storage_cold"}
-
-
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one worker more than cores. Many tests wait on child processes, fsync
-    and sleeps; with one worker per core the cores sat idle for about an eighth of the
-    test command (user + system time 1.74 cores of 2)."""
-    return (os.cpu_count() or 1) + 1
 
 
 def pytest_addoption(parser):
