@@ -216,9 +216,14 @@ def test_ctrl_c_stops_a_sharded_conversion_in_one_line(tmp_path):
     # Shards of 1,000 images: the run goes on for seconds after the first is committed,
     # even when this process, stalled by a busy disk, sees that marker late.
     make_store(source, 24_000, shape=(32, 32, 3))
+    # A shell in a terminal starts the command with Ctrl-C at its default, unblocked; this
+    # test process may not have it so (a child inherits an ignored or blocked signal).
+    as_from_a_shell = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+                       "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
     driver = subprocess.Popen(
-        [sys.executable, "-m", "storage", "convert", source, out, "--format", "png",
-         "--shards", "24", "--workers", "1"],
+        [sys.executable, "-c", as_from_a_shell, "-m", "storage", "convert", source, out,
+         "--format", "png", "--shards", "24", "--workers", "1"],
         cwd=REPOSITORY, start_new_session=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
