@@ -80,7 +80,25 @@ def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
     return store
 
 
-class ArrowBackend(PartStore):
+class PixelColumns:
+    """How an Arrow or Parquet part's image column is written and read: pixels, one
+    fixed-size binary value per image (``EncodedParts`` holds bytes instead)."""
+
+    def _part_schema(self, images) -> pa.Schema:
+        return schema_for(images.shape[1:])
+
+    def _image_column(self, images) -> pa.Array:
+        return image_column(images)
+
+    def _expected_schema(self) -> pa.Schema | None:
+        """The schema every part must have; None when no part can exist yet."""
+        return schema_for(self.image_shape) if self.image_shape is not None else None
+
+    def _block_content(self, column: pa.Array):
+        return images_of(column, self.image_shape)
+
+
+class ArrowBackend(PixelColumns, PartStore):
     name = "arrow"
     suffix = "arrow"
     capabilities = Capabilities(encodings=("jpeg", "png"))
@@ -109,19 +127,6 @@ class ArrowBackend(PartStore):
                      pa.array(checksums[start:stop]), self._image_column(images[start:stop])],
                     schema=schema))
 
-    # How the image column is written and read: pixels here, bytes in EncodedArrowBackend.
-    def _part_schema(self, images) -> pa.Schema:
-        return schema_for(images.shape[1:])
-
-    def _image_column(self, images) -> pa.Array:
-        return image_column(images)
-
-    def _expected_schema(self) -> pa.Schema | None:
-        """The schema every part must have; None when no part can exist yet."""
-        return schema_for(self.image_shape) if self.image_shape is not None else None
-
-    def _block_content(self, column: pa.Array):
-        return images_of(column, self.image_shape)
 
     def _open_part(self, path):
         try:

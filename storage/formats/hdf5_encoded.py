@@ -36,6 +36,7 @@ import os
 import h5py
 import numpy as np
 
+from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
 from storage.core.checksums import bytes_checksums, raise_on_failed_checksums
 from storage.core.flat_bytes import read_in_runs
@@ -169,9 +170,7 @@ class EncodedHdf5Backend(Hdf5Backend):
             self._checksums = np.concatenate([self._checksums, checksums[new]])
 
     # ---- reading -------------------------------------------------------------------------
-    def _read_one(self, key):
-        datas, labels = self._read_many(np.array([key], np.int64))
-        return datas[0], int(labels[0])
+    _read_one = Backend._read_one  # the default (through _read_many), not the array layout's
 
     def _read_many(self, ids):
         rows, found = self._index.rows(ids)

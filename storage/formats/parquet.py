@@ -38,7 +38,7 @@ from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts, PowerLoss
 from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError
-from storage.formats.arrow import image_column, images_of, schema_for
+from storage.formats.arrow import PixelColumns
 from storage.formats.part_store import PartIndex, PartStore
 
 ROW_GROUP_ROWS = 1000
@@ -78,7 +78,7 @@ class ParquetOptions(Options):
                                  lambda value: is_int(value) and value > 0)
 
 
-class ParquetBackend(PartStore):
+class ParquetBackend(PixelColumns, PartStore):
     name = "parquet"
     suffix = "parquet"
     capabilities = Capabilities(encodings=("jpeg", "png"))
@@ -128,19 +128,6 @@ class ParquetBackend(PartStore):
                                     "the store is damaged: restore it from a copy") from error
         return part, index
 
-    # How the image column is written and read: pixels here, bytes in EncodedParquetBackend.
-    def _part_schema(self, images) -> pa.Schema:
-        return schema_for(images.shape[1:])
-
-    def _image_column(self, images) -> pa.Array:
-        return image_column(images)
-
-    def _expected_schema(self) -> pa.Schema | None:
-        """The schema every part must have; None when no part can exist yet."""
-        return schema_for(self.image_shape) if self.image_shape is not None else None
-
-    def _block_content(self, column: pa.Array):
-        return images_of(column, self.image_shape)
 
     def _block_images(self, part: _Part, block: int) -> np.ndarray:
         if part.cached is not None and part.cached[0] == block:
