@@ -169,10 +169,11 @@ def _clean(destination: Path, plans, resume: bool) -> dict:
             record = read_marker(destination, plan) if resume and plan else None
             if record is not None and (destination / name).is_dir():
                 done[name] = record
-            else:  # no marker, a damaged one, another plan's, or (--no-resume) any
-                for entry in _leftovers_of(destination, name, shard_too=True):
-                    _remove(entry)
-    _remove_temporaries(destination)
+            # A kept shard loses only its temporaries; any other also its shard and marker
+            # (none, a damaged one, another plan's, or with --no-resume any).
+            for entry in _leftovers_of(destination, name, shard_too=name not in done):
+                _remove(entry)
+    _remove_loose_temporaries(destination)
     fsync_directory(destination)
     return done
 
@@ -219,6 +220,11 @@ def _remove_temporaries(destination: Path) -> None:
         with shard_lock(destination, name):
             for entry in _leftovers_of(destination, name):
                 _remove(entry)
+    _remove_loose_temporaries(destination)
+
+
+def _remove_loose_temporaries(destination: Path) -> None:
+    """Temporaries that belong to no shard."""
     for entry in destination.glob(f"{TEMPORARY_PREFIX}*"):
         if _shard_of(entry) is None:
             _remove(entry)
