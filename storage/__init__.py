@@ -12,7 +12,7 @@ from storage.core import validation
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
 from storage.core.facts import FormatFacts
-from storage.core.marker import backend_of
+from storage.core.marker import backend_of, read_marker
 from storage.errors import *  # noqa: F403 - the hierarchy is part of the API
 from storage.errors import StoreError
 from storage.registry import BACKENDS, backend_class, our_backends, reference_backends
@@ -26,9 +26,9 @@ def open_store(path, backend: str | None = None, mode: str = "r", **options) -> 
     """
     path = validation.check_path(path)
     if backend is None:
-        backend = backend_of(path)
-    cls = backend_class(backend)
-    return cls(path, mode, **options)
+        marker = read_marker(path)
+        return backend_class(marker["backend"]).open_with_marker(marker, path, mode, **options)
+    return backend_class(backend)(path, mode, **options)
 
 
 __all__ = ["Backend", "BACKENDS", "Capabilities", "FormatFacts", "StoreError", "backend_of", "open_store",

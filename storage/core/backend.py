@@ -82,9 +82,25 @@ class Backend(abc.ABC):
     encoded_variant: ClassVar[type | str | None] = None
 
     def __new__(cls, path=None, mode: str = "r", *args, encoding=None, **keywords):
+        marker = None
         if encoding is None and path is not None:
-            encoding = _recorded_encoding(path)
-        return super().__new__(cls.class_for(encoding))
+            marker = _recorded_marker(path)
+            encoding = marker.get("encoding") if marker else None
+        store = super().__new__(cls.class_for(encoding))
+        # The marker just read answers the rest of the opening (see _load_marker).
+        store._opening_marker = marker
+        return store
+
+    @classmethod
+    def open_with_marker(cls, marker: dict, path, mode: str = "r", **options) -> "Backend":
+        """``cls(path, mode, **options)`` for a store whose marker the caller has just
+        read (to find its backend): the opening reads it no second time."""
+        encoding = options.get("encoding")
+        store = super().__new__(cls.class_for(
+            marker.get("encoding") if encoding is None else encoding))
+        store._opening_marker = marker
+        store.__init__(path, mode, **options)
+        return store
 
     @classmethod
     def class_for(cls, encoding: str | None) -> type:
@@ -123,6 +139,8 @@ class Backend(abc.ABC):
         except BaseException:
             self._closed = True
             raise
+        finally:
+            self._opening_marker = None
 
     # ---- what a backend implements -------------------------------------------------
     @abc.abstractmethod
@@ -527,7 +545,10 @@ class Backend(abc.ABC):
         return True
 
     def _load_marker(self) -> dict:
-        return read_marker(self.path)
+        # While the store opens, the marker read to choose its class serves every
+        # question: one read per open, where three cost a quarter of opening LMDB.
+        marker = getattr(self, "_opening_marker", None)
+        return marker if marker is not None else read_marker(self.path)
 
     def _check_marker(self) -> None:
         marker = self._load_marker()
@@ -555,6 +576,7 @@ class Backend(abc.ABC):
         return marker_shape(self._load_marker(), self.path)
 
     def _write_marker(self) -> None:
+        self._opening_marker = None
         write_marker(self.path, self.name, self._image_shape, **self._encoding_field(),
                      **self._marker_fields())
 
@@ -574,11 +596,11 @@ def _resolve(variant):
     return variant
 
 
-def _recorded_encoding(path) -> str | None:
-    """The encoding an existing store records, for choosing its class; None when there
-    is no readable marker (the constructor then reports what is wrong)."""
+def _recorded_marker(path) -> dict | None:
+    """An existing store's marker, for choosing its class; None when there is no
+    readable marker (the constructor then reports what is wrong)."""
     try:
-        return read_marker(validation.check_path(path)).get("encoding")
+        return read_marker(validation.check_path(path))
     except (StoreError, OSError):
         return None
 

@@ -117,7 +117,8 @@ class LmdbBackend(Backend):
 
     def _open(self, create: bool) -> None:
         try:
-            self._env = lmdb_env.acquire(str(self.path), map_size=self.options.map_size,
+            self._env_key = os.path.realpath(self.path)  # computed once: a third of an open
+            self._env = lmdb_env.acquire(self._env_key, map_size=self.options.map_size,
                                          writable=self.mode != "r",
                                          readahead=self.options.readahead, durable=self.durable)
         except lmdb.ReadersFullError as error:  # opening reads, and that needs a slot
@@ -161,7 +162,7 @@ class LmdbBackend(Backend):
     def _open_databases(self) -> bool:
         """Take the shared database handles; False while the store has no databases yet."""
         try:
-            handles = lmdb_env.databases(str(self.path), self._env)
+            handles = lmdb_env.databases(self._env_key, self._env)
         except lmdb.ReadersFullError as error:
             if self._env.reader_check() == 0:  # no slots of killed processes to clear
                 raise self._readers_full(error) from error
@@ -178,13 +179,13 @@ class LmdbBackend(Backend):
             "transactions you no longer need, or use fewer reader processes")
 
     def _replace_failed_environment(self) -> None:
-        self._env = lmdb_env.replace(str(self.path), self._env, map_size=self.options.map_size,
+        self._env = lmdb_env.replace(self._env_key, self._env, map_size=self.options.map_size,
                                      writable=self.mode != "r",
                                      readahead=self.options.readahead, durable=self.durable)
         self._open_databases()
 
     def _close(self) -> None:
-        lmdb_env.release(str(self.path))
+        lmdb_env.release(self._env_key)
 
     def _after_fork(self) -> None:
         self._open(create=False)  # the parent's environment was dropped at fork (environment.py)
@@ -238,7 +239,7 @@ class LmdbBackend(Backend):
                         self._meta_db, self._chunks_db = lmdb_env.create_databases(self._env, txn)
                     result = work(txn)
                 if creating:  # share the handles, now that they exist
-                    lmdb_env.databases(str(self.path), self._env, (self._meta_db, self._chunks_db))
+                    lmdb_env.databases(self._env_key, self._env, (self._meta_db, self._chunks_db))
                 return result
             except lmdb.MapFullError:
                 self._grow_map(size)
@@ -441,7 +442,12 @@ class LmdbBackend(Backend):
             span, distinct = max(listed) - min(listed) + 1, len(set(listed))
         else:
             span, distinct = int(numbers.max() - numbers.min()) + 1, None
-        if len(ids) <= _SCATTERED * span and len(ids) <= _SCATTERED * (
+        first = int(ids[0])
+        if (len(ids) > 1 and int(ids[-1]) - first == len(ids) - 1
+                and np.array_equal(ids, np.arange(first, first + len(ids)))):
+            labels, checksums, legacy = self._read_range(txn, first, len(ids), chunk_images,
+                                                         images, rows)
+        elif len(ids) <= _SCATTERED * span and len(ids) <= _SCATTERED * (
                 distinct or len(np.unique(numbers))):
             labels, checksums, legacy = self._read_scattered(txn, ids, chunk_images, images,
                                                              rows)
@@ -484,6 +490,52 @@ class LmdbBackend(Backend):
                     continue
             raise self._missing(ids[[index]])
         return np.array(labels, np.int64), np.array(checksums, np.uint64), legacy
+
+    def _read_range(self, txn, first, count, chunk_images, images, rows):
+        """Ids ``first`` to ``first + count - 1`` (a scan in id order): each value's part
+        copied as one slice where the value is full, with no search or gather.
+        (labels, stored checksums, None or where legacy values were checked whole)."""
+        if not (int(rows[-1]) - int(rows[0]) == count - 1
+                and np.array_equal(rows, np.arange(int(rows[0]), int(rows[0]) + count))):
+            return self._read_grouped(txn, np.arange(first, first + count), chunk_images,
+                                      images, rows)
+        labels = np.empty(count, np.int64)
+        checksums = np.empty(count, np.uint64)
+        legacy = None
+        row0, stop = int(rows[0]), first + count
+        get, database, shape = txn.get, self._chunks_db, self.image_shape
+        for number in range(first // chunk_images, (stop - 1) // chunk_images + 1):
+            low = max(first, number * chunk_images)
+            high = min(stop, (number + 1) * chunk_images)
+            value = get(_KEY.pack(number), db=database)
+            if value is None:
+                raise self._missing(np.arange(low, high))
+            chunk = Chunk.parse(value, shape, self._where(number), number)
+            slots = chunk.slots
+            here = slice(low - first, high - first)
+            # A value whose slots run 0..n-1 holds slot s at position s (the header CRC
+            # has checked the slots, which are written ascending and distinct).
+            if len(slots) and slots[0] == 0 and slots[-1] == len(slots) - 1:
+                start, end = low - number * chunk_images, high - number * chunk_images
+                if end > len(slots):
+                    raise self._missing(np.arange(
+                        max(low, number * chunk_images + len(slots)), high))
+                images[row0 + here.start:row0 + here.stop] = chunk.pixels[start:end]
+                labels[here] = chunk.labels[start:end]
+                positions = slice(start, end)
+            else:
+                positions, found = _positions(chunk, np.arange(low, high) % chunk_images)
+                if not found.all():
+                    raise self._missing(np.arange(low, high)[~found])
+                images[row0 + here.start:row0 + here.stop] = chunk.pixels[positions]
+                labels[here] = chunk.labels[positions]
+            if chunk.checksums is not None:
+                checksums[here] = chunk.checksums[positions]
+            else:
+                if legacy is None:
+                    legacy = np.zeros(count, bool)
+                legacy[here] = True
+        return labels, checksums, legacy
 
     def _read_grouped(self, txn, ids, chunk_images, images, rows):
         """Ids that fall many per value (a scan): one parse and one gather per value.

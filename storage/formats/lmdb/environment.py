@@ -59,28 +59,28 @@ def _new_databases_lock() -> None:
 in_forked_child(_new_databases_lock)
 
 
-def acquire(path: str, *, map_size: int, writable: bool,
+def acquire(key: str, *, map_size: int, writable: bool,
             readahead: bool = True, durable: bool = False) -> lmdb.Environment:
-    """The process's environment for ``path``; the options apply when this call opens it."""
-    key = os.path.realpath(path)
+    """The process's environment for the store whose real path (``os.path.realpath``,
+    one key however the path is spelled) is ``key``; the options apply when this call
+    opens it."""
     opened = _environments.acquire(
         key, lambda: _Opened(_open(key, map_size, writable, readahead, durable)))
     return opened.environment
 
 
-def release(path: str) -> None:
-    _environments.release(os.path.realpath(path), _close)
+def release(key: str) -> None:
+    _environments.release(key, _close)
 
 
-def replace(path: str, failed: lmdb.Environment, *, map_size: int,
+def replace(key: str, failed: lmdb.Environment, *, map_size: int,
             writable: bool, readahead: bool = True,
             durable: bool = False) -> lmdb.Environment:
-    """A fresh environment for ``path`` in place of ``failed``, which LMDB gave up on.
+    """A fresh environment for ``key`` in place of ``failed``, which LMDB gave up on.
 
     After a commit fails half way (a full disk), LMDB refuses every later
     transaction in that environment (MDB_PANIC); the file itself is intact.
     """
-    key = os.path.realpath(path)
     current = _environments.get(key)
     if current is None or current.environment is not failed:
         return current.environment if current else failed  # replaced by another store object
@@ -92,14 +92,14 @@ def replace(path: str, failed: lmdb.Environment, *, map_size: int,
     return _environments.replace(key, current, reopen).environment
 
 
-def databases(path: str, environment: lmdb.Environment, created=None):
+def databases(key: str, environment: lmdb.Environment, created=None):
     """(meta, chunks) handles of ``environment``, or None while a new store has none yet.
 
     Opened once per environment, and kept: a second ``open_db`` while a thread of this
     process is inside a write transaction would deadlock (see above). ``created``:
     the handles a writer's first commit just made.
     """
-    opened = _environments.get(os.path.realpath(path))
+    opened = _environments.get(key)
     current = opened is not None and opened.environment is environment
     with _databases_lock:
         if current and opened.databases is not None:
