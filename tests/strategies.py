@@ -20,6 +20,17 @@ def examples(thorough: int) -> int:
     """A property's example count: ``thorough`` under the thorough profile, a share of it
     under the test command's quick one (see tests/conftest.py)."""
     return max(5, round(thorough * settings().max_examples / 100))
+def spread(points) -> tuple:
+    """Fault points to try: all under the thorough profile; under the quick one an even
+    spread of ``examples(len(points))`` of them, the first and last always among them."""
+    points = tuple(points)
+    count = examples(len(points))
+    if count >= len(points):
+        return points
+    return tuple(points[int(i)] for i in np.unique(np.linspace(0, len(points) - 1,
+                                                               count).round()))
+
+
 MAX_SIDE = 40
 MAX_BATCH = 8
 REPO = Path(__file__).resolve().parent.parent

@@ -35,6 +35,7 @@ def suite_json(tmp_path_factory) -> Path:
                "-p", "no:cacheprovider", "--storage-backends", "hdf5,raw",
                "--storage-n", "10,20", "--storage-size", "32,64", "--storage-max-bytes", "1000000",
                "-k", "not test_control and not test_seq and not test_rand and not test_store_single",
+               "--benchmark-max-time=0.02", "--benchmark-min-rounds=3",  # few rounds: a second
                f"--benchmark-json={path}"]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)

@@ -1,14 +1,15 @@
 """Children for the concurrency tests: writers and readers racing on one store.
 
     python -m tests.reliability.racer append PATH BACKEND BATCHES SIZE TAG
-    python -m tests.reliability.racer create PATH BACKEND MODE SIDE START_FILE
+    python -m tests.reliability.racer create PATH BACKEND MODE SIDE START_FILE TRIALS
     python -m tests.reliability.racer read PATH STOP_FILE
     python -m tests.reliability.racer open-during-write PATH BACKEND
 
 ``append`` writes BATCHES batches with automatic ids; each image encodes TAG and
 its batch, and every acknowledged batch is printed as JSON ``{"ids": [...], "batch": b}``.
-``create`` waits for START_FILE, then opens a new store and writes one batch of
-SIDE x SIDE images; it prints JSON ``{"outcome": "ok"|<error class>, "ids": [...]}``.
+``create``, for each trial t < TRIALS, waits for START_FILE-t, then opens a new store at
+PATH-t and writes one batch of SIDE x SIDE images; it prints a line of JSON
+``{"outcome": "ok"|<error class>, "ids": [...]}`` per trial.
 ``read`` reopens the store for every read and checks what it reads against
 ``scenario.image_for`` at any version; it prints JSON ``{"reads": n, "problems": [...]}``.
 """
@@ -40,15 +41,17 @@ def append(path, backend, batches, size, tag) -> None:
             print(json.dumps({"ids": ids.tolist(), "batch": batch}), flush=True)
 
 
-def create(path, backend, mode, side, start_file) -> None:
-    while not os.path.exists(start_file):
-        time.sleep(0.001)
-    try:
-        with open_store(path, backend, mode=mode, durable=False) as store:
-            ids = store.write_many(*tagged(int(side) % 256, 0, 4, int(side)))
-        print(json.dumps({"outcome": "ok", "ids": ids.tolist()}))
-    except StoreError as error:
-        print(json.dumps({"outcome": type(error).__name__, "message": str(error)}))
+def create(path, backend, mode, side, start_file, trials="1") -> None:
+    for trial in range(int(trials)):
+        while not os.path.exists(f"{start_file}-{trial}"):
+            time.sleep(0.001)
+        try:
+            with open_store(f"{path}-{trial}", backend, mode=mode, durable=False) as store:
+                ids = store.write_many(*tagged(int(side) % 256, 0, 4, int(side)))
+            answer = {"outcome": "ok", "ids": ids.tolist()}
+        except StoreError as error:
+            answer = {"outcome": type(error).__name__, "message": str(error)}
+        print(json.dumps(answer), flush=True)
 
 
 def open_during_write(path, backend) -> None:

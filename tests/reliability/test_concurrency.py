@@ -14,6 +14,7 @@ import json
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,25 +182,40 @@ def test_two_writer_processes_append(backend_name, new_store_path):
 @pytest.mark.parametrize("mode", ["w", "a"])
 @pytest.mark.parametrize("sides", [(8, 8), (8, 16)], ids=["same shape", "different shapes"])
 def test_two_processes_create_one_store(backend_name, tmp_path, mode, sides):
-    for trial in range(3):  # a race: try it a few times
-        path, start = tmp_path / f"store-{trial}", tmp_path / f"start-{trial}"
-        children = [spawn("create", path, backend_name, mode, side, start) for side in sides]
-        start.touch()
+    trials = 3  # a race: try it a few times, in the same two children (spawns are slow)
+    path, start = tmp_path / "store", tmp_path / "start"
+    children = [spawn("create", path, backend_name, mode, side, start, trials)
+                for side in sides]
+    try:
+        race_creators(children, path, start, trials, backend_name, sides)
+    finally:
+        for child in children:  # a failed check leaves them waiting for a start file
+            if child.poll() is None:
+                child.kill()
+                child.wait(60)
+
+
+def race_creators(children, path, start, trials, backend_name, sides) -> None:
+    for trial in range(trials):
+        Path(f"{start}-{trial}").touch()
         with tallied(f"processes: two creators, {'same' if sides[0] == sides[1] else 'other'} shape",
                      backend_name):
             answers = []
             for child in children:
-                out, err = child.communicate(timeout=120)
-                assert child.returncode == 0 and out, err[-2000:]  # typed errors are printed
-                answers.append(json.loads(out))
+                line = child.stdout.readline()  # typed errors are printed too
+                assert line, child.communicate(timeout=60)[1][-2000:]
+                answers.append(json.loads(line))
             winners = [side for side, answer in zip(sides, answers) if answer["outcome"] == "ok"]
             assert winners, answers
-            with open_store(path) as store:
+            with open_store(f"{path}-{trial}") as store:
                 assert store.image_shape[0] in winners and len(set(winners)) == 1, answers
                 for side, answer in zip(sides, answers):
                     if answer["outcome"] == "ok":
                         images, labels = store.read_many(answer["ids"])
                         assert np.array_equal(images, tagged(side % 256, 0, 4, side)[0])
+    for child in children:
+        _out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err[-2000:]
 
 
 def test_reader_processes_beside_an_overwriter(backend_name, new_store_path, tmp_path):

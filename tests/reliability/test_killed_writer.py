@@ -25,6 +25,7 @@ from tests.reliability.faults import (KILLED, WriterSession, data_file_and_calls
                                       encoded_modes, encoding_options, facts_of, needs_strace,
                                       required_fact, tallied)
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill
+from tests.strategies import spread
 
 
 def check_after_kill(path, backend: str, session: WriterSession, before=None,
@@ -126,13 +127,14 @@ def test_killed_at_a_crash_point(new_store_path, backend, encoding, point, nth):
 
 
 # ---- every N-th write system call --------------------------------------------------------------
-# Which calls to kill at: about as many as the writer makes (facts.syscall_kills).
+# Which calls to kill at: about as many as the writer makes (facts.syscall_kills), all of
+# them under the thorough profile, an even spread under the test command's quick one.
 
 
 def kill_at_write_system_calls(tmp_path, backend: str, encoding: str | None = None) -> None:
     """strace delivers SIGKILL as the N-th write to the data file begins."""
     data_file, calls = data_file_and_calls(backend, encoding)
-    kill_points = required_fact(backend, "syscall_kills", encoding)
+    kill_points = spread(required_fact(backend, "syscall_kills", encoding))
     pristine = tmp_path / "pristine"
     fill(pristine, backend, range(50), encoding=encoding)
 
