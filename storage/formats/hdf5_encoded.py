@@ -139,6 +139,12 @@ class EncodedHdf5Backend(Hdf5Backend):
         rows, found = self._index.rows(ids)
         values = dict(zip(_ROWS, (starts, lengths, labels, checksums)))
         if found.any():
+            # The new bytes (and the longer extent) reach the file before rows point at
+            # them: HDF5 writes its cached metadata back in any order, and a writer killed
+            # with a row pointing past the recorded extent left a store that did not open.
+            self._file.flush()
+            if self.durable:
+                os.fsync(self._file.id.get_vfd_handle())
             order = np.argsort(rows[found])
             for name, column in values.items():
                 self._dataset(name)[rows[found][order]] = column[found][order]
