@@ -38,6 +38,10 @@ class LatestRows:
     def sorted_ids(self) -> np.ndarray:
         return self._index.sorted_ids
 
+    @property
+    def max_id(self) -> int | None:
+        return self._index.max_id
+
     def rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows holding ``ids`` now, and which ids were found (rows of missing ids are 0)."""
         rows, found = self._index.rows(ids)

@@ -297,13 +297,7 @@ class LeveldbBackend(Backend):
             if db is None:
                 raise self._missing(ids)
             chunk_images = self._chunk_size(db)
-            numbers = ids // chunk_images
-            order = np.argsort(numbers, kind="stable")
-            runs = list(_runs(numbers[order]))
-            # Values of consecutive chunks come from one iterator (one snapshot), others by get.
-            values = self._values(db, [int(numbers[order[start]]) for start, _ in runs])
-            for (start, stop), (number, value) in zip(runs, values):
-                group = order[start:stop]
+            for group, number, value in self._grouped_values(db, ids, chunk_images):
                 if value is None:
                     raise self._missing(ids[group])
                 chunk = Chunk.parse(value, self.image_shape, self._where(number), number)
@@ -315,6 +309,17 @@ class LeveldbBackend(Backend):
                 _gather(chunk.checked(positions), positions, images, group)
                 labels[group] = chunk.labels[positions]
         return images, labels
+
+    def _grouped_values(self, db, ids, chunk_images: int):
+        """Per value the ids fall in: (their positions in ``ids``, its number, the value or
+        None). Values of consecutive chunks come from one iterator (one snapshot), others
+        by get."""
+        numbers = ids // chunk_images
+        order = np.argsort(numbers, kind="stable")
+        runs = list(_runs(numbers[order]))
+        values = self._values(db, [int(numbers[order[start]]) for start, _ in runs])
+        for (start, stop), (number, value) in zip(runs, values):
+            yield order[start:stop], number, value
 
     def _values(self, db, numbers: list[int]):
         """(number, value or None) for ascending chunk ``numbers``, read from one snapshot."""
@@ -356,6 +361,20 @@ class LeveldbBackend(Backend):
             db = self._db()
             value = db.get(_META + b"count") if db is not None else None
         return _U64.unpack(value)[0] if value is not None else 0
+
+    def _contains_many(self, ids):
+        held = np.zeros(len(ids), bool)
+        with self._translated():
+            db = self._db()
+            if db is None or self.image_shape is None:
+                return held
+            chunk_images = self._chunk_size(db)
+            for group, number, value in self._grouped_values(db, ids, chunk_images):
+                if value is not None:
+                    slots = Chunk.parse(value, self.image_shape, self._where(number),
+                                        number).slots
+                    held[group] = np.isin(ids[group] % chunk_images, slots)
+        return held
 
     def _max_id(self):
         with self._translated():

@@ -248,8 +248,10 @@ class PngBackend(Backend):
             key, label = int(fields[0]), int(fields[1])
         except (ValueError, IndexError):
             match = None
-        if (match is None or int(match.group(1)) != key or match.group(4) != self._extension
-                or (match.group(3) is None) != (self.encoding is None)):
+        if match is not None:  # one call for the three groups: this runs for every row
+            digits, version, extension = match.group(1, 3, 4)
+        if (match is None or int(digits) != key or extension != self._extension
+                or (version is None) != (self.encoding is None)):
             raise CorruptStoreError(
                 f"line {number} of '{self._table}' is not 'id,label,images/<id>.png': {line[:80]!r}")
         return key, label, fields[2]
@@ -418,6 +420,12 @@ class PngBackend(Backend):
     def _ids(self):
         return self._state.index.sorted_ids
 
+    def _contains_many(self, ids):
+        return self._state.index.rows(ids)[1]
+
+    def _max_id(self):
+        return self._state.index.max_id
+
     def _count(self):
         return len(self._state.index)
 
@@ -449,12 +457,6 @@ def _check_name(content: bytes, file: str, path: str) -> None:
         raise CorruptStoreError(
             f"'{path}' does not carry its own name ({file}): it is another image's file, "
             "copied or moved here; the store is damaged")
-
-    def _contains_many(self, ids):
-        return self._state.index.rows(ids)[1]
-
-    def _max_id(self):
-        return self._state.index.max_id
 
 
 def compression_for(image_shape, block_size: int) -> int:

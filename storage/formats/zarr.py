@@ -237,6 +237,12 @@ class ZarrBackend(Backend):
     def _ids(self):
         return self._rows.sorted_ids
 
+    def _contains_many(self, ids):
+        return self._rows.rows(ids)[1]
+
+    def _max_id(self):
+        return self._rows.max_id
+
     def _count(self):
         return len(self._rows)
 
