@@ -20,11 +20,17 @@ def examples(thorough: int) -> int:
     """A property's example count: ``thorough`` under the thorough profile, a share of it
     under the test command's quick one (see tests/conftest.py)."""
     return max(5, round(thorough * settings().max_examples / 100))
+def share(thorough: int, at_least: int = 3) -> int:
+    """How many fault cases to try: ``thorough`` under the thorough profile, the quick
+    profile's share of it (at least ``at_least``) under the test command's."""
+    return min(thorough, max(at_least, round(thorough * settings().max_examples / 100)))
+
+
 def spread(points) -> tuple:
     """Fault points to try: all under the thorough profile; under the quick one an even
-    spread of ``examples(len(points))`` of them, the first and last always among them."""
+    spread of ``share(len(points))`` of them, the first and last always among them."""
     points = tuple(points)
-    count = examples(len(points))
+    count = share(len(points))
     if count >= len(points):
         return points
     return tuple(points[int(i)] for i in np.unique(np.linspace(0, len(points) - 1,

@@ -16,6 +16,7 @@ import pytest
 from tests.reliability.faults import (data_file_and_calls, encoded_modes, encoding_options,
                                       facts_of, needs_strace, required_fact, tallied)
 from tests.reliability.scenario import assert_accepts_writes, assert_holds, fill, run_child
+from tests.strategies import spread
 
 FULL = "StorageFullError"
 
@@ -80,7 +81,7 @@ def test_file_size_limit_of_encoded_images(new_store_path, backend, encoding):
 
 @needs_strace
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("nth", [1, 2, 3, 5, 8, 13])
+@pytest.mark.parametrize("nth", spread([1, 2, 3, 5, 8, 13]))
 def test_enospc_in_a_write_system_call(backend_name, new_store_path, nth):
     """strace fails the nth write to the data file with ENOSPC (the disk is full)."""
     data_file, calls = data_file_and_calls(backend_name)
