@@ -47,6 +47,20 @@ def test_png_image_file_moved(new_store_path, checker, move):  # noqa: F811
         assert answer == {"outcome": "typed", "error": "CorruptStoreError"}, answer
 
 
+def test_png_name_chunk_with_a_damaged_crc(new_store_path, checker):  # noqa: F811
+    """The name matches but its CRC does not: damage, not an image to read as good."""
+    path = new_store_path()
+    fill(path, "png", range(100))
+    file = path / "images/00000017.png"
+    content = bytearray(file.read_bytes())
+    name_length = int.from_bytes(content[33:37], "big")  # after the signature and IHDR
+    content[33 + 8 + name_length] ^= 0xFF  # the first byte of the chunk's CRC
+    file.write_bytes(content)
+    with tallied("damaged: png name chunk CRC", "png"):
+        answer = checker.ask(path, VERSIONS)
+        assert answer == {"outcome": "typed", "error": "CorruptStoreError"}, answer
+
+
 def test_png_stale_image_file_of_an_earlier_version(new_store_path, checker):  # noqa: F811
     path = new_store_path()
     fill(path, "png", range(100))
