@@ -358,19 +358,25 @@ class Hdf5Backend(Backend):
         return image[0], label
 
     def _read_row(self, row: int) -> np.ndarray:
+        # The low-level read skips h5py's slicing machinery, several times the read itself.
+        dataset_id, file_space, image_space = self._one_image_read()
+        file_space.select_hyperslab((row, 0, 0, 0), (1, *self.image_shape))
         image = np.empty((1, *self.image_shape), np.uint8)
-        self._read_rows_one_by_one([row], image)
+        dataset_id.read(image_space, file_space, image)
         return image
 
     def _read_rows_one_by_one(self, rows, images) -> None:
-        # The low-level read skips h5py's slicing machinery, several times the read itself.
+        dataset_id, file_space, image_space = self._one_image_read()
+        for i, row in enumerate(rows):
+            file_space.select_hyperslab((row, 0, 0, 0), (1, *self.image_shape))
+            dataset_id.read(image_space, file_space, images[i:i + 1])
+
+    def _one_image_read(self):
+        """The images dataset, its file space (as long as it holds now) and one image's space."""
         dataset = self._dataset("images")
         if self._one_image_space is None:
             self._one_image_space = h5py.h5s.create_simple((1, *self.image_shape))
-        file_space = dataset.id.get_space()
-        for i, row in enumerate(rows):
-            file_space.select_hyperslab((row, 0, 0, 0), (1, *self.image_shape))
-            dataset.id.read(self._one_image_space, file_space, images[i:i + 1])
+        return dataset.id, dataset.id.get_space(), self._one_image_space
 
     def _read_many(self, ids):
         rows, found = self._index.rows(ids)

@@ -53,6 +53,7 @@ from storage.core.options import Options, is_int, option
 from storage.errors import CorruptStoreError
 from storage.core.files import WriterLock, fsync_directory, sync_filesystem
 from storage.core.threads import for_each_slice
+from storage.core.validation import MAX_ID
 from storage.core.row_index import RowIndex
 
 TABLE = "labels.csv"
@@ -73,6 +74,15 @@ _PNG_OVERHEAD = 63
 # images/<id>[.<generation>][-<CRC-32 of the bytes>].<png or jpg>: the CRC part only in
 # stores of encoded images (storage.formats.png_encoded).
 _FILE_NAME = re.compile(rb"^images/(\d+)(?:\.(\d+))?(?:-([0-9a-f]{8}))?\.(png|jpg)$")
+
+
+@functools.cache
+def _row_pattern(checked: bool, extension: bytes, encoded: bool) -> re.Pattern:
+    """A whole table row that ``_parse_row`` accepts: (text, id, label, file, file's id, crc)."""
+    digest = rb"-[0-9a-f]{8}" if encoded else rb""
+    crc = rb",([0-9a-f]{8})" if checked else rb"()"
+    return re.compile(rb"^((\d{1,19}),(-?\d{1,19}),(images/(\d{1,20})(?:\.\d+)?" + digest
+                      + rb"\." + re.escape(extension) + rb"))" + crc + rb"\n", re.MULTILINE)
 
 
 def read_plainly(path) -> dict[int, tuple[np.ndarray, int]]:
@@ -203,15 +213,48 @@ class PngBackend(Backend):
                 "(restore it from a copy)")
         if committed < len(content) and self.mode != "r":
             os.truncate(self._table, committed)
-        lines = content[len(header):committed].splitlines()
-        latest: dict[int, tuple[int, bytes]] = {}
-        for number, line in enumerate(lines, start=2):
+        body = content[len(header):committed]
+        keys, labels, files = self._parse_rows_at_once(body) or self._parse_rows(body)
+        # Later rows of an id replace earlier ones: keep each id's last row.
+        latest = dict(zip(keys.tolist(), range(len(keys))))
+        rows = np.fromiter(latest.values(), np.int64, len(latest))
+        ids = np.fromiter(latest.keys(), np.int64, len(latest))
+        files = list(map(bytes.decode, map(files.__getitem__, rows.tolist())))
+        return _Table(RowIndex(ids), labels[rows], files)
+
+    def _parse_rows_at_once(self, body: bytes):
+        """Keys, labels and files of a table that is all well-formed rows, else None.
+
+        One regular expression over the whole table, the checks on arrays: an open of
+        10,000 images spends a fraction of what a parse row by row costs. Anything it
+        does not accept goes to ``_parse_rows``, which names the bad line.
+        """
+        found = _row_pattern(self._checked_rows, self._extension,
+                             self.encoding is not None).findall(body)
+        if len(found) != body.count(b"\n"):
+            return None
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+        texts, keys, labels, files, digits, crcs = zip(*found)
+        if self._checked_rows:
+            computed = np.fromiter(map(zlib.crc32, texts), np.uint32, len(texts))
+            if not np.array_equal(computed, np.frombuffer(bytes.fromhex(b"".join(crcs).decode()),
+                                                          ">u4")):
+                return None
+        try:
+            keys, labels, digits = (np.array(list(map(int, column)), np.int64)
+                                    for column in (keys, labels, digits))
+        except OverflowError:
+            return None
+        return (keys, labels, files) if np.array_equal(digits, keys) else None
+
+    def _parse_rows(self, body: bytes):
+        """Keys, labels and files, row by row: names the first line that is wrong."""
+        keys, labels, files = [], [], []
+        for number, line in enumerate(body.splitlines(), start=2):
             key, label, file = self._parse_row(line, number)
-            latest[key] = (label, file)
-        ids = np.fromiter(latest.keys(), dtype=np.int64, count=len(latest))
-        labels = np.fromiter((row[0] for row in latest.values()), np.int64, len(latest))
-        files = [row[1].decode() for row in latest.values()]
-        return _Table(RowIndex(ids), labels, files)
+            keys.append(key), labels.append(label), files.append(file)
+        return np.array(keys, np.int64), np.array(labels, np.int64), files
 
     # ---- the commit record: how long the table was at its last commit ----------------------
     def _recorded_length(self) -> int:
@@ -249,6 +292,9 @@ class PngBackend(Backend):
             key, label = int(fields[0]), int(fields[1])
         except (ValueError, IndexError):
             match = None
+        else:
+            if not (0 <= key <= MAX_ID and -2**63 <= label < 2**63):
+                match = None
         if match is not None:  # one call for the three groups: this runs for every row
             digits, version, extension = match.group(1, 3, 4)
         if (match is None or int(digits) != key or extension != self._extension
