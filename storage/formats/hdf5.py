@@ -51,6 +51,8 @@ from typing import ClassVar
 import h5py
 import imagecodecs
 import numpy as np
+# The lock h5py holds around each of its calls into HDF5 (not public, stable since h5py 2.x).
+from h5py._objects import phil as _hdf5_library_lock
 
 from storage.core.backend import Backend
 from storage.core.capabilities import Capabilities
@@ -577,11 +579,14 @@ def _limit_read_attempts(access) -> None:
 
     Each retry waits twice as long as the last: HDF5's default of 100 turns one
     damaged byte into a hang. h5py does not wrap the setting; its own modules link
-    the HDF5 library, where ctypes finds it.
+    the HDF5 library, where ctypes finds it. The call holds h5py's library lock, as
+    every h5py call does: this HDF5 build is not thread-safe, and a call beside
+    another thread's read broke HDF5's tables (wrong errors, then a crash).
     """
     setter = _read_attempts_setter()
     if setter is not None:
-        setter(access.id, _READ_ATTEMPTS)
+        with _hdf5_library_lock:
+            setter(access.id, _READ_ATTEMPTS)
 
 
 @functools.cache
