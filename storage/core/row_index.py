@@ -47,8 +47,15 @@ class RowIndex:
         return int(self.sorted_ids[-1]) if len(self) else None
 
     def row(self, key: int) -> int | None:
-        rows, found = self.rows(np.array([key], dtype=np.int64))
-        return int(rows[0]) if found[0] else None
+        """The row of one id, or None: on Python ints, without the arrays of ``rows``."""
+        key = int(key)
+        if self.dense:
+            row = key - self.first
+            return row if 0 <= row < len(self.ids_by_row) else None
+        position = int(np.searchsorted(self.sorted_ids, key))
+        if position == len(self.ids_by_row) or self.sorted_ids[position] != key:
+            return None
+        return int(self._order[position])
 
     def appended(self, new_ids: np.ndarray) -> "RowIndex":
         count = len(self)
