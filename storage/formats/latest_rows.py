@@ -48,8 +48,8 @@ class LatestRows:
         return (rows if self._live is None else self._live[rows]), found
 
     def row(self, key: int) -> int | None:
-        rows, found = self.rows(np.array([key], dtype=np.int64))
-        return int(rows[0]) if found[0] else None
+        row = self._index.row(key)
+        return row if row is None or self._live is None else int(self._live[row])
 
     def appended(self, new_ids: np.ndarray) -> "LatestRows":
         """The index after appending rows holding ``new_ids``."""
